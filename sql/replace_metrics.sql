@@ -1,0 +1,7 @@
+-- Replace the metric rows from $since on with the freshly computed ones (one transaction).
+DELETE FROM pair_correlations WHERE open_time >= $since;
+INSERT INTO pair_correlations BY NAME SELECT * FROM pairs_staged;
+DELETE FROM hedge_metrics WHERE open_time >= $since;
+INSERT INTO hedge_metrics BY NAME SELECT * FROM hedges_staged;
+DELETE FROM basket_metrics WHERE open_time >= $since;
+INSERT INTO basket_metrics BY NAME SELECT * FROM baskets_staged;
