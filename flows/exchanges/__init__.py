@@ -1,0 +1,68 @@
+"""Exchange clients behind one Protocol, built by `make_exchange`; replay server in `replay`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA, Exchange
+from flows.exchanges.binance import BinanceClient
+from flows.exchanges.errors import (
+    BadResponse,
+    ExchangeError,
+    ExchangeUnavailable,
+    GeoBlocked,
+    InvalidRequest,
+    IPBanned,
+    RateLimited,
+)
+
+__all__ = [
+    "CANDLE_SCHEMA",
+    "EXCHANGE_KINDS",
+    "FUNDING_SCHEMA",
+    "BadResponse",
+    "Exchange",
+    "ExchangeError",
+    "ExchangeUnavailable",
+    "GeoBlocked",
+    "IPBanned",
+    "InvalidRequest",
+    "RateLimited",
+    "make_exchange",
+]
+
+# kind -> client class; a new venue is one module plus one entry here.
+EXCHANGE_KINDS: dict[str, Callable[..., Exchange]] = {
+    "binance": BinanceClient,
+}
+
+
+def make_exchange(
+    kind: str,
+    *,
+    venue: str,
+    base_urls: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+    max_attempts: int = 6,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+    **options: Any,
+) -> Exchange:
+    """Build a client; `base_urls` overrides hosts per market ("spot", "perp"), e.g. for replay."""
+    try:
+        factory = EXCHANGE_KINDS[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown exchange kind {kind!r}; available: {', '.join(sorted(EXCHANGE_KINDS))}"
+        ) from None
+    return factory(
+        venue=venue,
+        base_urls=base_urls,
+        timeout_s=timeout_s,
+        max_attempts=max_attempts,
+        sleep=sleep,
+        clock=clock,
+        **options,
+    )

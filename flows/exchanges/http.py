@@ -1,0 +1,320 @@
+"""The HTTP layer every venue client uses: JSON GETs with retries, backoff and a weight limiter.
+
+Retries for 429/418/5xx/timeouts/connection errors live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from flows.exchanges.errors import (
+    BadResponse,
+    ExchangeError,
+    ExchangeUnavailable,
+    GeoBlocked,
+    InvalidRequest,
+    IPBanned,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], None]
+Clock = Callable[[], float]
+Params = Mapping[str, str | int]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try. Delays are seconds; backoff is exponential with full jitter."""
+
+    max_attempts: int = 6
+    base_delay_s: float = 0.5
+    max_delay_s: float = 30.0
+    # Cap on the summed sleeps of one request, so a run never stalls for long on one venue.
+    max_total_sleep_s: float = 180.0
+    # A 418 ban longer than this raises IPBanned at once (bans escalate to days).
+    max_ban_wait_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def backoff_s(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1))] (attempt counts from 1)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return rng.uniform(0.0, ceiling)
+
+
+class WeightLimiter:
+    """Per-IP request-weight budget over fixed windows (Binance resets its count each minute).
+
+    Weight is reserved before a request is sent, so concurrent threads never overshoot together;
+    the venue's own count (e.g. X-MBX-USED-WEIGHT-1M, which includes other clients on the same IP)
+    raises ours when it is higher. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        budget: int,
+        *,
+        window_s: float = 60.0,
+        clock: Clock = time.time,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if budget < 1:
+            raise ValueError("weight budget must be positive")
+        self.budget = budget
+        self.window_s = window_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._window = self._clock_window()
+        self._used = 0
+        self._blocked_until = 0.0
+
+    def _clock_window(self) -> int:
+        return math.floor(self._clock() / self.window_s)
+
+    def _current_window(self) -> int:
+        # Never step back: if an injected sleep did not move the clock, trust that we slept.
+        window = max(self._window, self._clock_window())
+        if window != self._window:
+            self._window, self._used = window, 0
+        return window
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            self._current_window()
+            return self._used
+
+    def acquire(self, weight: int) -> int:
+        """Reserve `weight`, sleeping until the budget allows it; returns the window booked."""
+        if weight > self.budget:
+            raise ValueError(f"request weight {weight} exceeds the whole budget {self.budget}")
+        while True:
+            with self._lock:
+                now = self._clock()
+                blocked_until = self._blocked_until
+                if now < blocked_until:
+                    wait, next_window = blocked_until - now, None
+                else:
+                    window = self._current_window()
+                    if self._used + weight <= self.budget:
+                        self._used += weight
+                        return window
+                    wait, next_window = (window + 1) * self.window_s - now, window + 1
+            log.info("weight budget %d/min reached; waiting %.1f s", self.budget, wait)
+            self._sleep(max(wait, 0.0))
+            with self._lock:
+                if next_window is None:
+                    if self._blocked_until == blocked_until:
+                        self._blocked_until = 0.0
+                elif next_window > self._window:
+                    self._window, self._used = next_window, 0
+
+    def observe(self, window: int, used_by_venue: int) -> None:
+        """Adopt the venue's reported count for `window` if it is higher than ours."""
+        with self._lock:
+            if window == self._current_window() and used_by_venue > self._used:
+                self._used = used_by_venue
+
+    def block_for(self, seconds: float) -> None:
+        """Hold every request back for `seconds` (after a 429/418 the whole IP must pause)."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + seconds)
+
+
+@dataclass(frozen=True)
+class _Retry:
+    error: ExchangeError
+    delay_s: float
+    whole_ip: bool = False
+
+
+class JsonHttp:
+    """GET JSON from one venue host with the retry policy and weight limiter applied."""
+
+    def __init__(
+        self,
+        venue: str,
+        base_url: str,
+        *,
+        limiter: WeightLimiter,
+        policy: RetryPolicy | None = None,
+        timeout_s: float = 10.0,
+        sleep: Sleep = time.sleep,
+        used_weight_header: str | None = None,
+        geo_advice: str | None = None,
+        rng: random.Random | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.venue = venue
+        self.limiter = limiter
+        self.policy = policy or RetryPolicy()
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self._used_weight_header = used_weight_header
+        self._geo_advice = geo_advice
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._client = httpx.Client(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s),
+            headers={"Accept": "application/json", "User-Agent": "hedgewatch"},
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get(self, path: str, params: Params | None = None, *, weight: int = 1) -> Any:
+        """GET `path` and return the decoded JSON body, retrying transient failures."""
+        policy = self.policy
+        slept = 0.0
+        for attempt in range(1, policy.max_attempts + 1):
+            window = self.limiter.acquire(weight)
+            result = self._attempt(path, params, window, attempt)
+            if not isinstance(result, _Retry):
+                return result
+            error, delay = result.error, result.delay_s
+            if attempt == policy.max_attempts:
+                raise error
+            if slept + delay > policy.max_total_sleep_s:
+                log.warning(
+                    "%s %s: giving up, a %.1f s wait is over budget", self.venue, path, delay
+                )
+                raise error
+            log.warning(
+                "%s %s: %s; retrying in %.1f s (attempt %d/%d)",
+                self.venue,
+                path,
+                error.detail,
+                delay,
+                attempt + 1,
+                policy.max_attempts,
+            )
+            slept += delay
+            if result.whole_ip:
+                # The limit is per IP: pause every thread; the next acquire() does the waiting.
+                self.limiter.block_for(delay)
+            else:
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, path: str, params: Params | None, window: int, attempt: int) -> Any:
+        """One request: the JSON payload, a _Retry, or a raised error that retrying cannot fix."""
+        backoff = self.policy.backoff_s(attempt, self._rng)
+        try:
+            response = self._client.get(path, params=params)
+        except httpx.TimeoutException as exc:
+            detail = f"no response within {self.timeout_s:g} s ({type(exc).__name__})"
+            return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
+        except httpx.TransportError as exc:
+            # Connection refused/reset, or the peer closed mid-body (RemoteProtocolError).
+            detail = f"connection failed ({type(exc).__name__}: {_safe(str(exc))})"
+            return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
+        self._observe_weight(response, window)
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return response.json()
+            except ValueError:
+                detail = f"body is not valid JSON ({len(response.content)} bytes; truncated?)"
+                return _Retry(BadResponse(self.venue, path, detail, status=status), backoff)
+        says = _error_detail(response)
+        retry_after = _retry_after_s(response)
+        if status == 418:
+            ban = "unknown" if retry_after is None else f"{retry_after:g} s"
+            banned = IPBanned(
+                self.venue,
+                path,
+                f"IP banned for {ban}; {says}",
+                status=418,
+                retry_after_s=retry_after,
+            )
+            if retry_after is None or retry_after > self.policy.max_ban_wait_s:
+                raise banned
+            return _Retry(banned, retry_after, whole_ip=True)
+        if status == 429:
+            limited = RateLimited(
+                self.venue, path, f"rate limited; {says}", status=429, retry_after_s=retry_after
+            )
+            return _Retry(limited, backoff if retry_after is None else retry_after, whole_ip=True)
+        if status == 451:
+            detail = f"restricted location; {says}"
+            raise GeoBlocked(self.venue, path, detail, status=451, advice=self._geo_advice)
+        if status == 403:
+            raise RateLimited(
+                self.venue,
+                path,
+                f"refused by the venue's firewall (WAF limit or blocked region); {says}",
+                status=403,
+                advice="wait several minutes and lower the request rate; if it persists the region "
+                "may be blocked, so try another host or egress",
+            )
+        if 400 <= status < 500:
+            raise InvalidRequest(self.venue, path, says, status=status)
+        if status >= 500:
+            unavailable = ExchangeUnavailable(
+                self.venue, path, f"server error; {says}", status=status
+            )
+            return _Retry(unavailable, backoff if retry_after is None else retry_after)
+        raise BadResponse(self.venue, path, f"unexpected HTTP status; {says}", status=status)
+
+    def _observe_weight(self, response: httpx.Response, window: int) -> None:
+        if self._used_weight_header is None:
+            return
+        raw = response.headers.get(self._used_weight_header)
+        if raw is not None and raw.strip().isdigit():
+            self.limiter.observe(window, int(raw))
+
+
+def _safe(text: str, limit: int = 160) -> str:
+    """Shorten text for an error message and drop anything that looks like a query string."""
+    text = " ".join(text.split())
+    if "?" in text:
+        text = text.split("?", 1)[0] + "?…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """What the venue said, e.g. 'code -1121: Invalid symbol.' (bodies may be JSON, HTML, empty)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return f"body: {_safe(text)}" if text else "empty body"
+    if isinstance(body, dict):
+        msg = body.get("msg", body.get("message"))
+        code = body.get("code")
+        if msg is not None:
+            return _safe(f"code {code}: {msg}" if code is not None else str(msg))
+    return f"body: {_safe(response.text)}"
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """Retry-After as seconds; accepts delta-seconds (what Binance sends) or an HTTP date."""
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
