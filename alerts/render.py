@@ -1,0 +1,248 @@
+"""Render a digest of alert events for a channel: email (text + autoescaped HTML), Slack, file.
+
+Pure: templates come from alerts/templates, or first from a user's `template_dir` (same names).
+Slack payloads are built as dicts here; templates only render their mrkdwn text, escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+
+from alerts.state import AlertEvent
+
+ChannelKind = Literal["email", "slack", "file"]
+
+TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
+    "email": ("email.subject.j2", "email.txt.j2", "email.html.j2"),
+    "slack": ("slack.header.j2", "slack.event.j2", "slack.text.j2"),
+    "file": ("file.subject.j2", "file.md.j2"),
+}
+# Block Kit limits: https://api.slack.com/reference/block-kit/blocks
+SLACK_MAX_BLOCKS = 50
+SLACK_MAX_SECTION_CHARS = 3000
+SLACK_MAX_HEADER_CHARS = 150
+SLACK_MAX_TEXT_CHARS = 3000
+SUBJECT_MAX_CHARS = 200
+
+_KIND_ORDER = {"firing": 0, "repeat": 1, "resolved": 2}
+_SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+_HEDGE_NUMBERS = ("beta", "min_var_ratio", "held_ratio", "ratio_drift", "effectiveness")
+
+
+class RenderError(ValueError):
+    """A template is missing, fails to parse, or uses a variable that does not exist."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a channel delivers. `payload` is the Slack JSON body (Block Kit + `text` fallback)."""
+
+    subject: str
+    text: str
+    html: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+def render(
+    events: Sequence[AlertEvent],
+    channel_kind: ChannelKind,
+    *,
+    template_dir: Path | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Rendered:
+    """Render one digest of `events` (most urgent first) for `channel_kind`.
+
+    `context` adds variables for (user) templates, e.g. `title`; names used by the default
+    templates (`events`, `counts`, `hour`) take precedence.
+    """
+    if not events:
+        raise ValueError("render needs at least one event")
+    if channel_kind not in TEMPLATE_NAMES:
+        raise ValueError(f"unknown channel kind {channel_kind!r}; expected email, slack or file")
+    env = _environment(template_dir, channel_kind == "slack")
+    views = [_event_view(e) for e in sorted(events, key=_urgency)]
+    variables: dict[str, Any] = {
+        **(context or {}),
+        "events": views,
+        "counts": {kind: sum(v["kind_name"] == kind for v in views) for kind in _KIND_ORDER},
+        "hour": _utc_label(max(e.ts for e in events)),
+    }
+    if channel_kind == "email":
+        return Rendered(
+            subject=_one_line(_render(env, "email.subject.j2", variables)),
+            text=_render(env, "email.txt.j2", variables),
+            html=_render(env, "email.html.j2", variables),
+        )
+    if channel_kind == "file":
+        return Rendered(
+            subject=_one_line(_render(env, "file.subject.j2", variables)),
+            text=_render(env, "file.md.j2", variables),
+        )
+    return _render_slack(env, variables, views)
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack treats as control characters in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _unescape_mrkdwn(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _render_slack(
+    env: jinja2.Environment, variables: dict[str, Any], views: list[dict[str, Any]]
+) -> Rendered:
+    # The header is plain_text, shown literally: undo the escaping the Slack environment applied.
+    header = _unescape_mrkdwn(_one_line(_render(env, "slack.header.j2", variables)))
+    text = _truncate(_render(env, "slack.text.j2", variables).strip(), SLACK_MAX_TEXT_CHARS)
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _truncate(header, SLACK_MAX_HEADER_CHARS)},
+        }
+    ]
+    room = SLACK_MAX_BLOCKS - len(blocks)
+    shown = views if len(views) <= room else views[: room - 1]
+    for view in shown:
+        section = _render(env, "slack.event.j2", {**variables, "event": view}).strip()
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": _truncate(section, SLACK_MAX_SECTION_CHARS)},
+            }
+        )
+    if len(shown) < len(views):
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"…and {len(views) - len(shown)} more"}],
+            }
+        )
+    return Rendered(subject=header, text=text, payload={"text": text, "blocks": blocks})
+
+
+@lru_cache(maxsize=32)
+def _environment(template_dir: Path | None, slack: bool) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("alerts", "templates")]
+    if template_dir is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(template_dir)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=jinja2.select_autoescape(
+            enabled_extensions=("html.j2", "html", "htm", "xml"),
+            default_for_string=False,
+            default=False,
+        ),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Every {{ expression }} in a Slack template is escaped; literal mrkdwn (*bold*) is kept.
+        finalize=_finalize_mrkdwn if slack else None,
+    )
+    env.filters["num"] = _num
+    env.filters["signed"] = _signed
+    env.filters["pct"] = _pct
+    return env
+
+
+def _render(env: jinja2.Environment, name: str, variables: Mapping[str, Any]) -> str:
+    try:
+        return env.get_template(name).render(variables)
+    except jinja2.TemplateNotFound as exc:
+        raise RenderError(f"template {exc.name!r} not found") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(
+            f"template {exc.name or name!r} line {exc.lineno}: {exc.message}"
+        ) from None
+    except jinja2.TemplateError as exc:
+        raise RenderError(f"template {name!r}: {exc.message or exc}") from None
+
+
+def _finalize_mrkdwn(value: Any) -> Any:
+    return escape_mrkdwn(value) if isinstance(value, str) else value
+
+
+def _event_view(event: AlertEvent) -> dict[str, Any]:
+    ctx = event.context
+    has_hedge = any(k in ctx for k in _HEDGE_NUMBERS)
+    hedge = {k: ctx.get(k) for k in _HEDGE_NUMBERS} if has_hedge else None
+    return {
+        "rule": event.rule,
+        "subject": event.subject,
+        "kind_name": event.kind,
+        "kind": event.kind.upper(),
+        "severity": event.severity,
+        "value": event.value,
+        "threshold": event.threshold,
+        "comparison": "below" if event.kind == "resolved" else "above",
+        "metric": ctx.get("metric", "value"),
+        "window": ctx.get("window"),
+        "n_obs": ctx.get("n_obs"),
+        "ci_low": ctx.get("ci_low"),
+        "ci_high": ctx.get("ci_high"),
+        "n_pairs": ctx.get("n_pairs"),
+        "hedge": hedge,
+        "episode": event.episode,
+        "hour": _utc_label(event.ts),
+        "ts": event.ts.astimezone(UTC).isoformat(),
+        "key": event.key,
+    }
+
+
+def _urgency(event: AlertEvent) -> tuple[int, int, datetime, str, str]:
+    return (
+        _KIND_ORDER[event.kind],
+        _SEVERITY_ORDER[event.severity],
+        event.ts,
+        event.rule,
+        event.subject,
+    )
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    return f"{float(value):.{digits}f}"
+
+
+def _signed(value: Any, digits: int = 3) -> str:
+    text = _num(value, digits)
+    return text if text == "n/a" or text.startswith("-") else f"+{text}"
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{float(value) * 100:.{digits}f} %"
+
+
+def _utc_label(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _one_line(text: str) -> str:
+    # Subjects and headers must not carry newlines (an email header injection vector).
+    return _truncate(" ".join(text.split()), SUBJECT_MAX_CHARS)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    # Do not leave half an escape such as "&am" at the end.
+    amp = cut.rfind("&", max(0, len(cut) - 5))
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
