@@ -60,8 +60,9 @@ class WeightLimiter:
     """Per-IP request-weight budget over fixed windows (Binance resets its count each minute).
 
     Weight is reserved before a request is sent, so concurrent threads never overshoot together;
-    the venue's own count (e.g. X-MBX-USED-WEIGHT-1M, which includes other clients on the same IP)
-    raises ours when it is higher. Thread-safe.
+    weight still in flight when a window turns is carried into the new one (the request may land
+    there). The venue's own count (e.g. X-MBX-USED-WEIGHT-1M, which includes other clients on the
+    same IP) raises ours when it is higher. Thread-safe.
     """
 
     def __init__(
@@ -79,24 +80,22 @@ class WeightLimiter:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._window = self._clock_window()
+        self._window = math.floor(clock() / window_s)
         self._used = 0
+        self._in_flight = 0
         self._blocked_until = 0.0
 
-    def _clock_window(self) -> int:
-        return math.floor(self._clock() / self.window_s)
-
-    def _current_window(self) -> int:
+    def _advance(self, window: int) -> int:
         # Never step back: if an injected sleep did not move the clock, trust that we slept.
-        window = max(self._window, self._clock_window())
+        window = max(window, self._window, math.floor(self._clock() / self.window_s))
         if window != self._window:
-            self._window, self._used = window, 0
+            self._window, self._used = window, self._in_flight
         return window
 
     @property
     def used(self) -> int:
         with self._lock:
-            self._current_window()
+            self._advance(self._window)
             return self._used
 
     def acquire(self, weight: int) -> int:
@@ -110,24 +109,27 @@ class WeightLimiter:
                 if now < blocked_until:
                     wait, next_window = blocked_until - now, None
                 else:
-                    window = self._current_window()
+                    window = self._advance(self._window)
                     if self._used + weight <= self.budget:
                         self._used += weight
+                        self._in_flight += weight
                         return window
                     wait, next_window = (window + 1) * self.window_s - now, window + 1
-            log.info("weight budget %d/min reached; waiting %.1f s", self.budget, wait)
+            log.info("weight budget %d per window reached; waiting %.1f s", self.budget, wait)
             self._sleep(max(wait, 0.0))
             with self._lock:
                 if next_window is None:
                     if self._blocked_until == blocked_until:
                         self._blocked_until = 0.0
-                elif next_window > self._window:
-                    self._window, self._used = next_window, 0
+                else:
+                    self._advance(next_window)
 
-    def observe(self, window: int, used_by_venue: int) -> None:
-        """Adopt the venue's reported count for `window` if it is higher than ours."""
+    def release(self, window: int, weight: int, used_by_venue: int | None = None) -> None:
+        """The request booked in `window` is done; adopt the venue's count if it is higher."""
         with self._lock:
-            if window == self._current_window() and used_by_venue > self._used:
+            self._in_flight -= weight
+            current = self._advance(self._window)
+            if used_by_venue is not None and window == current and used_by_venue > self._used:
                 self._used = used_by_venue
 
     def block_for(self, seconds: float) -> None:
@@ -183,11 +185,19 @@ class JsonHttp:
         policy = self.policy
         slept = 0.0
         for attempt in range(1, policy.max_attempts + 1):
+            backoff = policy.backoff_s(attempt, self._rng)
             window = self.limiter.acquire(weight)
-            result = self._attempt(path, params, window, attempt)
-            if not isinstance(result, _Retry):
-                return result
-            error, delay = result.error, result.delay_s
+            used: int | None = None
+            try:
+                outcome = self._send(path, params, backoff)
+                if isinstance(outcome, httpx.Response):
+                    used = self._used_weight(outcome)
+                    outcome = self._classify(path, outcome, backoff)
+            finally:
+                self.limiter.release(window, weight, used)
+            if not isinstance(outcome, _Retry):
+                return outcome
+            error, delay = outcome.error, outcome.delay_s
             if attempt == policy.max_attempts:
                 raise error
             if slept + delay > policy.max_total_sleep_s:
@@ -205,18 +215,16 @@ class JsonHttp:
                 policy.max_attempts,
             )
             slept += delay
-            if result.whole_ip:
+            if outcome.whole_ip:
                 # The limit is per IP: pause every thread; the next acquire() does the waiting.
                 self.limiter.block_for(delay)
             else:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, path: str, params: Params | None, window: int, attempt: int) -> Any:
-        """One request: the JSON payload, a _Retry, or a raised error that retrying cannot fix."""
-        backoff = self.policy.backoff_s(attempt, self._rng)
+    def _send(self, path: str, params: Params | None, backoff: float) -> httpx.Response | _Retry:
         try:
-            response = self._client.get(path, params=params)
+            return self._client.get(path, params=params)
         except httpx.TimeoutException as exc:
             detail = f"no response within {self.timeout_s:g} s ({type(exc).__name__})"
             return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
@@ -224,7 +232,9 @@ class JsonHttp:
             # Connection refused/reset, or the peer closed mid-body (RemoteProtocolError).
             detail = f"connection failed ({type(exc).__name__}: {_safe(str(exc))})"
             return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
-        self._observe_weight(response, window)
+
+    def _classify(self, path: str, response: httpx.Response, backoff: float) -> Any:
+        """The JSON payload, a _Retry, or a raised error that retrying cannot fix."""
         status = response.status_code
         if 200 <= status < 300:
             try:
@@ -272,12 +282,11 @@ class JsonHttp:
             return _Retry(unavailable, backoff if retry_after is None else retry_after)
         raise BadResponse(self.venue, path, f"unexpected HTTP status; {says}", status=status)
 
-    def _observe_weight(self, response: httpx.Response, window: int) -> None:
+    def _used_weight(self, response: httpx.Response) -> int | None:
         if self._used_weight_header is None:
-            return
-        raw = response.headers.get(self._used_weight_header)
-        if raw is not None and raw.strip().isdigit():
-            self.limiter.observe(window, int(raw))
+            return None
+        raw = response.headers.get(self._used_weight_header, "").strip()
+        return int(raw) if raw.isdigit() else None
 
 
 def _safe(text: str, limit: int = 160) -> str:

@@ -1,0 +1,619 @@
+"""A replay of Binance's public REST API on loopback, serving stored candles and funding.
+
+Real HTTP (ThreadingHTTPServer), Binance wire format and limits, a controllable clock, weight
+accounting and fault injection, so tests, demos and benchmarks run the production client offline.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import polars as pl
+
+from flows.exchanges.base import UTC_US, datetime_to_ms, interval_ms
+from flows.exchanges.binance import BINANCE, MarketSpec, VenueSpec
+
+FaultKind = Literal["status", "timeout", "truncate", "reset", "drop_candles", "duplicate"]
+
+
+@dataclass
+class Fault:
+    """A misbehaviour applied to the next `count` requests whose path starts with `path_prefix`.
+
+    kinds: "status" answers `code` with `body` (a default Binance body per code) and Retry-After;
+    "timeout" waits `delay_s` before answering; "truncate" sends half the JSON with a matching
+    Content-Length; "reset" announces the full body, sends half and closes the connection;
+    "drop_candles" hides the candles at `open_times` (like a real gap: pages stay full);
+    "duplicate" repeats the row before startTime and the last row of each klines page.
+    `count=None` applies to every matching request.
+    """
+
+    kind: FaultKind
+    path_prefix: str = "/"
+    count: int | None = 1
+    code: int = 500
+    body: Any = None
+    retry_after: float | None = None
+    delay_s: float = 0.0
+    open_times: tuple[datetime, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "drop_candles" and not self.open_times:
+            raise ValueError("a drop_candles fault needs the open_times to hide")
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    path: str
+    params: dict[str, str]
+    status: int
+    fault: str | None
+
+
+_DEFAULT_BODIES: dict[int, Any] = {
+    400: {"code": -1121, "msg": "Invalid symbol."},
+    403: "<html><body><h1>403 Forbidden</h1>Request blocked.</body></html>",
+    429: {"code": -1003, "msg": "Too many requests; please use the websocket for live updates."},
+    451: {
+        "code": 0,
+        "msg": "Service unavailable from a restricted location according to 'b. Eligibility' in "
+        "the terms of use. Please contact customer service if you believe you received this "
+        "message in error.",
+    },
+}
+# takerBuyBase, takerBuyQuote, ignore: not in the stored files.
+_TAKER = ("0", "0", "0")
+_SERVER_ERROR_BODY = {"code": -1001, "msg": "Internal error; unable to process your request."}
+
+
+@dataclass
+class _Series:
+    """One (market, symbol, interval): sorted open times and their closed-candle wire rows."""
+
+    step_ms: int
+    times: list[int]
+    rows: list[list[Any]]
+
+
+@dataclass
+class _Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ReplayExchange:
+    """Serves `candles` (columns as from load_candle_files, plus optional `interval`) and funding.
+
+    Only rows with open_time <= now are visible; the stored candle containing `now` is served as the
+    open candle, synthesised as its first instant: open = high = low = close = the stored open,
+    and volume, quote volume and trades scaled by the elapsed fraction of the interval. A flat
+    price rather than the stored close keeps the future out of view and makes a client that keeps
+    the open candle easy to spot. Values missing from a file (quote_volume, trades, the volume of
+    a mark-price file) are sent as "0", since the wire format has no null.
+    """
+
+    def __init__(
+        self,
+        candles: pl.DataFrame,
+        funding: pl.DataFrame | None = None,
+        *,
+        now: datetime,
+        weight_limit_per_minute: int = 6000,
+        interval: str = "1h",
+        weight_clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        spec: VenueSpec = BINANCE,
+    ) -> None:
+        self._spec = spec
+        self._weight_limit = weight_limit_per_minute
+        self._weight_clock = weight_clock
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._now_ms = datetime_to_ms(now)
+        self._faults: list[Fault] = []
+        self._weights: dict[str, tuple[int, int]] = {}  # market -> (window, used)
+        self.requests: list[RequestLog] = []
+        if "interval" not in candles.columns:
+            candles = candles.with_columns(pl.lit(interval).alias("interval"))
+        self._candles = candles.sort("market", "symbol", "interval", "open_time")
+        self._symbols = {
+            (row[0], row[1])
+            for row in self._candles.select("market", "symbol").unique().iter_rows()
+        }
+        self._series: dict[tuple[str, str, str], _Series | None] = {}
+        self._funding = _prepare_funding(funding)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the replay exchange is not running; call start() or use `with`")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        """The mapping to pass as make_exchange(..., base_urls=...)."""
+        return {market: self.url for market in self._spec.markets}
+
+    def start(self) -> ReplayExchange:
+        if self._server is None:
+            self._server = _Server(self._address, _Handler, self)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="replay-exchange",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> ReplayExchange:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def set_now(self, now: datetime) -> None:
+        with self._lock:
+            self._now_ms = datetime_to_ms(now)
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def statuses(self, path_prefix: str = "/") -> list[int]:
+        """HTTP statuses answered so far for paths under `path_prefix`, in order."""
+        with self._lock:
+            return [r.status for r in self.requests if r.path.startswith(path_prefix)]
+
+    # -- request handling ------------------------------------------------------------------------
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if path.startswith(fault.path_prefix) and (fault.count is None or fault.count > 0):
+                    if fault.count is not None:
+                        fault.count -= 1
+                    return fault
+        return None
+
+    def _log(self, path: str, params: dict[str, str], status: int, fault: Fault | None) -> None:
+        with self._lock:
+            self.requests.append(RequestLog(path, params, status, fault.kind if fault else None))
+
+    def _route(self, path: str) -> tuple[MarketSpec, str] | None:
+        for market in self._spec.markets.values():
+            endpoints = {
+                market.time_path: "time",
+                market.klines_path: "klines",
+                market.funding_path: "funding",
+            }
+            if path in endpoints:
+                return market, endpoints[path]
+        return None
+
+    def _charge(self, market: MarketSpec, weight: int) -> tuple[bool, int, float]:
+        """Book `weight` in the market's current minute: (allowed, used, seconds to next window)."""
+        now = self._weight_clock()
+        window = math.floor(now / 60)
+        with self._lock:
+            booked_window, used = self._weights.get(market.market, (window, 0))
+            if booked_window != window:
+                used = 0
+            allowed = used + weight <= self._weight_limit
+            if allowed:
+                used += weight
+            self._weights[market.market] = (window, used)
+        return allowed, used, (window + 1) * 60 - now
+
+    def _respond(self, path: str, params: dict[str, str], fault: Fault | None) -> _Response:
+        route = self._route(path)
+        if route is None:
+            return _Response(404, {"code": -1, "msg": f"Unknown endpoint {path}."})
+        market, endpoint = route
+        weight = 1
+        if endpoint == "klines":
+            limit = _int_param(params, "limit", 500)
+            if limit is not None and 1 <= limit <= market.klines_max_limit:
+                weight = market.klines_weight(limit)
+        elif endpoint == "funding":
+            weight = market.funding_weight
+        allowed, used, retry_after = self._charge(market, weight)
+        headers = {self._spec.used_weight_header: str(used)}
+        if fault is not None and fault.kind == "status":
+            body = fault.body if fault.body is not None else _default_body(fault.code)
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            return _Response(fault.code, body, headers)
+        if not allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+            msg = (
+                f"Too much request weight used; current limit is {self._weight_limit} request "
+                "weight per 1 MINUTE. Please use WebSocket Streams for live updates."
+            )
+            return _Response(429, {"code": -1003, "msg": msg}, headers)
+        with self._lock:
+            now_ms = self._now_ms
+        try:
+            if endpoint == "time":
+                payload: Any = {"serverTime": now_ms}
+            elif endpoint == "klines":
+                payload = self._klines(market, params, now_ms, fault)
+            else:
+                payload = self._funding_rows(params, now_ms)
+        except _ApiError as exc:
+            return _Response(exc.status, {"code": exc.code, "msg": exc.msg}, headers)
+        return _Response(200, payload, headers)
+
+    def _klines(
+        self, market: MarketSpec, params: dict[str, str], now_ms: int, fault: Fault | None
+    ) -> list[list[Any]]:
+        symbol = _required(params, "symbol")
+        interval = _required(params, "interval")
+        if interval not in market.intervals:
+            raise _ApiError(400, -1120, "Invalid interval.")
+        limit = _limit(params, default=500, maximum=market.klines_max_limit)
+        start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+        if (market.market, symbol) not in self._symbols:
+            raise _ApiError(400, -1121, "Invalid symbol.")
+        series = self._load_series(market.market, symbol, interval)
+        if series is None:
+            return []
+        hidden: set[int] = set()
+        if fault is not None and fault.kind == "drop_candles":
+            hidden = {datetime_to_ms(t) for t in fault.open_times}
+        hi = bisect.bisect_right(series.times, now_ms)
+        if end is not None:
+            hi = min(hi, bisect.bisect_right(series.times, end))
+        lo = 0 if start is None else bisect.bisect_left(series.times, start)
+        # Like the venue: from startTime the first `limit` rows, otherwise the latest `limit`.
+        picked = [i for i in range(lo, hi) if series.times[i] not in hidden]
+        picked = picked[:limit] if start is not None else picked[-limit:]
+        if fault is not None and fault.kind == "duplicate" and picked:
+            before = [picked[0] - 1] if picked[0] > 0 else []
+            picked = [*before, *picked, picked[-1]]
+        return [self._wire_row(series, i, now_ms) for i in picked]
+
+    def _wire_row(self, series: _Series, i: int, now_ms: int) -> list[Any]:
+        row = series.rows[i]
+        open_ms = series.times[i]
+        if open_ms + series.step_ms <= now_ms:
+            return row
+        # The candle in progress (see the class docstring for how it is synthesised).
+        fraction = (now_ms - open_ms) / series.step_ms
+        open_price = row[1]
+        return [
+            open_ms,
+            open_price,
+            open_price,
+            open_price,
+            open_price,
+            _dec(float(row[5]) * fraction),
+            row[6],
+            _dec(float(row[7]) * fraction),
+            int(row[8] * fraction),
+            "0",
+            "0",
+            "0",
+        ]
+
+    def _funding_rows(self, params: dict[str, str], now_ms: int) -> list[dict[str, Any]]:
+        symbol = params.get("symbol")
+        limit = _limit(params, default=100, maximum=1000)
+        start, end = _int_param(params, "startTime"), _int_param(params, "endTime")
+        frame = self._funding.filter(pl.col("ts") <= now_ms)
+        if symbol is not None:
+            if symbol not in self._funding["symbol"]:
+                raise _ApiError(400, -1121, "Invalid symbol.")
+            frame = frame.filter(pl.col("symbol") == symbol)
+        if start is not None:
+            frame = frame.filter(pl.col("ts") >= start)
+        if end is not None:
+            frame = frame.filter(pl.col("ts") <= end)
+        frame = frame.sort("ts", "symbol")
+        frame = frame.head(limit) if start is not None else frame.tail(limit)
+        return [
+            {
+                "symbol": sym,
+                "fundingTime": ts,
+                "fundingRate": _dec(rate),
+                "markPrice": "" if mark is None else _dec(mark),
+            }
+            for sym, ts, rate, mark in frame.select("symbol", "ts", "rate", "mark").iter_rows()
+        ]
+
+    def _load_series(self, market: str, symbol: str, interval: str) -> _Series | None:
+        key = (market, symbol, interval)
+        with self._lock:
+            if key in self._series:
+                return self._series[key]
+        step = interval_ms(interval)
+        frame = self._candles.filter(
+            (pl.col("market") == market)
+            & (pl.col("symbol") == symbol)
+            & (pl.col("interval") == interval)
+        ).unique(subset="open_time", keep="first", maintain_order=True)
+        series = None
+        if not frame.is_empty():
+            times = frame["open_time"].dt.epoch("ms").to_list()
+            rows = [
+                [
+                    t,
+                    _dec(o),
+                    _dec(h),
+                    _dec(lo),
+                    _dec(c),
+                    _dec(v),
+                    t + step - 1,
+                    _dec(q),
+                    n or 0,
+                    *_TAKER,
+                ]
+                for t, o, h, lo, c, v, q, n in zip(
+                    times,
+                    *(frame[col].to_list() for col in ("open", "high", "low", "close", "volume")),
+                    frame["quote_volume"].to_list(),
+                    frame["trades"].to_list(),
+                    strict=True,
+                )
+            ]
+            series = _Series(step, times, rows)
+        with self._lock:
+            self._series[key] = series
+        return series
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise _ApiError(
+            400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+        )
+    return value
+
+
+def _int_param(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise _ApiError(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+
+
+def _limit(params: dict[str, str], *, default: int, maximum: int) -> int:
+    limit = _int_param(params, "limit", default)
+    assert limit is not None
+    if not 1 <= limit <= maximum:
+        raise _ApiError(400, -1130, "Data sent for parameter 'limit' is not valid.")
+    return limit
+
+
+def _dec(value: float | None) -> str:
+    # Binance sends fixed 8-decimal strings.
+    return "0" if value is None else f"{value:.8f}"
+
+
+def _default_body(code: int) -> Any:
+    if code == 418:
+        until = int(time.time() * 1000) + 120_000
+        return {
+            "code": -1003,
+            "msg": f"Way too much request weight used; IP banned until {until}. "
+            "Please use WebSocket Streams for live updates to avoid bans.",
+        }
+    if code >= 500:
+        return _SERVER_ERROR_BODY
+    return _DEFAULT_BODIES.get(code, {"code": -1000, "msg": "An unknown error occurred."})
+
+
+def _prepare_funding(funding: pl.DataFrame | None) -> pl.DataFrame:
+    """Binance rows of a load_funding_files frame as (symbol, ts ms, rate, mark)."""
+    empty = pl.DataFrame(
+        schema={"symbol": pl.Utf8, "ts": pl.Int64, "rate": pl.Float64, "mark": pl.Float64}
+    )
+    if funding is None or funding.is_empty():
+        return empty
+    if "exchange" in funding.columns:
+        funding = funding.filter(pl.col("exchange") == "binance")
+    mark = pl.col("mark_price") if "mark_price" in funding.columns else pl.lit(None, pl.Float64)
+    return funding.select(
+        pl.col("symbol"),
+        pl.col("funding_time").dt.epoch("ms").alias("ts"),
+        pl.col("funding_rate").alias("rate"),
+        mark.alias("mark"),
+    ).unique(subset=["symbol", "ts"], keep="first")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        replay: ReplayExchange,
+    ) -> None:
+        self.replay = replay
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out closes its socket; the late answer then hits a closed pipe.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        replay = self.server.replay
+        url = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        fault = replay._take_fault(url.path)
+        if fault is not None and fault.kind == "timeout":
+            time.sleep(fault.delay_s)
+        response = replay._respond(url.path, params, fault)
+        replay._log(url.path, params, response.status, fault)
+        if isinstance(response.body, str):
+            payload, content_type = response.body.encode(), "text/html"
+        else:
+            payload = json.dumps(response.body, separators=(",", ":")).encode()
+            content_type = "application/json;charset=UTF-8"
+        announced = len(payload)
+        if fault is not None and fault.kind == "truncate":
+            payload = payload[: len(payload) // 2]
+            announced = len(payload)
+        elif fault is not None and fault.kind == "reset":
+            payload = payload[: len(payload) // 2]
+            self.close_connection = True
+        self.send_response(response.status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(announced))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+# -- data files ------------------------------------------------------------------------------------
+
+_INTERVAL_IN_NAME = re.compile(r"_(\d+[smhdw])_")
+
+
+def load_candle_files(paths: Sequence[Path], market: str | None = None) -> pl.DataFrame:
+    """Read candle CSV(.gz) files (ts in epoch ms = open time, symbol, open..volume[, quote_volume,
+    trades]) into market, symbol, open_time, open..volume, quote_volume, trades, interval.
+
+    `market` defaults to "perp" when the file name says usdm/perp, else "spot"; `interval` is read
+    from the name (e.g. "_1h_"), else the smallest step found in the data.
+    """
+    frames = []
+    for path in map(Path, paths):
+        raw = pl.read_csv(path, infer_schema_length=10_000)
+        file_market = market or ("perp" if re.search(r"usdm|perp", path.name, re.I) else "spot")
+        match = _INTERVAL_IN_NAME.search(path.name)
+        interval = match.group(1) if match else _smallest_step(raw)
+        columns = [
+            pl.lit(file_market).alias("market"),
+            pl.col("symbol").cast(pl.Utf8),
+            pl.from_epoch(pl.col("ts").cast(pl.Int64), time_unit="ms")
+            .dt.replace_time_zone("UTC")
+            .cast(UTC_US)
+            .alias("open_time"),
+        ]
+        for name in ("open", "high", "low", "close", "volume", "quote_volume"):
+            expr = pl.col(name) if name in raw.columns else pl.lit(None)
+            columns.append(expr.cast(pl.Float64).alias(name))
+        trades = pl.col("trades") if "trades" in raw.columns else pl.lit(None)
+        columns += [trades.cast(pl.Int64).alias("trades"), pl.lit(interval).alias("interval")]
+        frames.append(raw.select(columns))
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def load_funding_files(paths: Sequence[Path]) -> pl.DataFrame:
+    """Read funding CSV(.gz) files (ts, exchange, symbol, funding_rate) into exchange, symbol,
+    funding_time (UTC), funding_rate."""
+    frames = []
+    for path in map(Path, paths):
+        raw = pl.read_csv(path, infer_schema_length=10_000)
+        exchange = pl.col("exchange") if "exchange" in raw.columns else pl.lit("binance")
+        frames.append(
+            raw.select(
+                exchange.cast(pl.Utf8).alias("exchange"),
+                pl.col("symbol").cast(pl.Utf8),
+                pl.from_epoch(pl.col("ts").cast(pl.Int64), time_unit="ms")
+                .dt.replace_time_zone("UTC")
+                .cast(UTC_US)
+                .alias("funding_time"),
+                pl.col("funding_rate").cast(pl.Float64),
+            )
+        )
+    return pl.concat(frames) if frames else pl.DataFrame()
+
+
+def _smallest_step(raw: pl.DataFrame) -> str:
+    diffs = raw.sort("symbol", "ts").select(pl.col("ts").diff().over("symbol")).to_series()
+    smallest = diffs.filter(diffs > 0).min()
+    step_s = (smallest if isinstance(smallest, int) else 3_600_000) // 1000
+    for unit, seconds in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if step_s % seconds == 0:
+            return f"{step_s // seconds}{unit}"
+    return f"{step_s}s"
+
+
+def serve(
+    paths: Sequence[Path], host: str = "127.0.0.1", port: int = 0, now: datetime | None = None
+) -> None:
+    """Serve the given candle and funding files until Ctrl-C, printing the URL.
+
+    Funding files are recognised by their funding_rate column. `now` defaults to just after the
+    last stored candle, so every stored candle is closed.
+    """
+    candle_paths: list[Path] = []
+    funding_paths: list[Path] = []
+    for path in map(Path, paths):
+        is_funding = "funding_rate" in pl.read_csv(path, n_rows=1).columns
+        (funding_paths if is_funding else candle_paths).append(path)
+    if not candle_paths:
+        raise ValueError("no candle files given (funding files alone cannot be served)")
+    candles = load_candle_files(candle_paths)
+    funding = load_funding_files(funding_paths) if funding_paths else None
+    if now is None:
+        last = candles.group_by("interval").agg(pl.col("open_time").max()).rows()
+        now = max(t + timedelta(milliseconds=interval_ms(iv)) for iv, t in last)
+    with ReplayExchange(candles, funding, now=now, host=host, port=port) as replay:
+        print(
+            f"Replay exchange at {replay.url} (spot /api/v3, perp /fapi/v1), "
+            f"now={now.isoformat()}, {candles.height} candles; Ctrl-C to stop",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
