@@ -1,0 +1,237 @@
+"""Deliver a rendered digest to a channel: a file, an SMTP server, or a Slack incoming webhook.
+
+Channel settings are pydantic models discriminated by `kind`. Errors are `DeliveryError`s whose
+messages never contain a password or webhook URL. Retrying is the outbox's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Iterable
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Annotated, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from alerts.render import Rendered
+
+_EXCERPT_CHARS = 200
+_REDACTED = "[redacted]"
+
+
+class _ChannelModel(BaseModel):
+    # hide_input_in_errors only helps when a channel is validated on its own: nested in another
+    # model, the outer config decides. So no validator here ever fails on a secret's value.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class FileChannel(_ChannelModel):
+    """Writes each digest's text to `dir/<slug of the idempotency key>-<hash>.md`."""
+
+    kind: Literal["file"] = "file"
+    dir: Path
+
+
+class SmtpChannel(_ChannelModel):
+    """Sends multipart/alternative (text + HTML) email with the standard library's smtplib."""
+
+    kind: Literal["smtp"] = "smtp"
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, gt=0, lt=65536)
+    # password comes first: the pair check runs on username, so its error never echoes the password.
+    password: SecretStr | None = None
+    username: str | None = Field(default=None, validate_default=True)
+    sender: str = Field(min_length=3)
+    recipients: list[str] = Field(min_length=1)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("username")
+    @classmethod
+    def _credentials_come_in_pairs(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (value is None) != (info.data.get("password") is None):
+            raise ValueError("username and password must be given together (or neither)")
+        return value
+
+
+class SlackChannel(_ChannelModel):
+    """Posts Block Kit JSON to a Slack incoming webhook (its URL is checked when delivering)."""
+
+    kind: Literal["slack"] = "slack"
+    webhook_url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+Channel = FileChannel | SmtpChannel | SlackChannel
+ChannelSettings = Annotated[Channel, Field(discriminator="kind")]
+
+
+class DeliveryError(Exception):
+    """A digest could not be delivered. `retryable` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, channel: str, retryable: bool, status: int | None = None):
+        super().__init__(message)
+        self.channel = channel
+        self.retryable = retryable
+        self.status = status
+
+
+def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> None:
+    """Send `rendered` through `channel`; raises DeliveryError.
+
+    The key names the file (a redelivery overwrites it) and derives the email Message-ID, so
+    receivers can drop duplicates. Slack webhooks have no idempotency mechanism.
+    """
+    if not idempotency_key:
+        raise ValueError("idempotency_key must not be empty")
+    if isinstance(channel, FileChannel):
+        _deliver_file(rendered, channel, idempotency_key)
+    elif isinstance(channel, SmtpChannel):
+        _deliver_smtp(rendered, channel, idempotency_key)
+    else:
+        _deliver_slack(rendered, channel)
+
+
+def file_name(idempotency_key: str, suffix: str = ".md") -> str:
+    """A safe, deterministic file name for a key: readable slug plus a hash against collisions."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", idempotency_key).strip("._")[:80]
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:12]
+    return f"{slug}-{digest}{suffix}"
+
+
+def _deliver_file(rendered: Rendered, channel: FileChannel, key: str) -> None:
+    target = channel.dir / file_name(key)
+    try:
+        channel.dir.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: readers never see a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=channel.dir, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(rendered.text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise DeliveryError(
+            f"file channel: cannot write {target}: {exc.strerror or type(exc).__name__}",
+            channel="file",
+            retryable=True,
+        ) from None
+
+
+def build_email(rendered: Rendered, channel: SmtpChannel, key: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = " ".join(rendered.subject.split())
+    msg["From"] = channel.sender
+    msg["To"] = ", ".join(channel.recipients)
+    msg["Date"] = formatdate(usegmt=True)
+    domain = channel.sender.rpartition("@")[2] or "hedgewatch.invalid"
+    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+    msg.set_content(rendered.text)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+def _deliver_smtp(rendered: Rendered, channel: SmtpChannel, key: str) -> None:
+    where = f"SMTP {channel.host}:{channel.port}"
+    secrets = [channel.password.get_secret_value()] if channel.password else []
+
+    def fail(message: str, *, retryable: bool) -> DeliveryError:
+        return DeliveryError(_redact(message, secrets), channel="smtp", retryable=retryable)
+
+    try:
+        msg = build_email(rendered, channel, key)
+    except ValueError as exc:
+        raise fail(f"{where}: cannot build the message: {exc}", retryable=False) from None
+    try:
+        smtp: smtplib.SMTP
+        if channel.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                channel.host,
+                channel.port,
+                timeout=channel.timeout_s,
+                context=ssl.create_default_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
+        with smtp:
+            if channel.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if channel.username is not None and channel.password is not None:
+                smtp.login(channel.username, channel.password.get_secret_value())
+            smtp.send_message(msg, from_addr=channel.sender, to_addrs=channel.recipients)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise fail(
+            f"{where}: authentication failed for user {channel.username!r} "
+            f"({exc.smtp_code} {_decode(exc.smtp_error)}); check the username and password",
+            retryable=False,
+        ) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise fail(f"{where}: {exc}; check `security` and credentials", retryable=False) from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = ", ".join(sorted(exc.recipients))
+        raise fail(f"{where}: recipients refused: {refused}", retryable=False) from None
+    except smtplib.SMTPResponseException as exc:
+        raise fail(
+            f"{where}: server answered {exc.smtp_code} {_decode(exc.smtp_error)}",
+            retryable=400 <= exc.smtp_code < 500,
+        ) from None
+    except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        raise fail(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from None
+
+
+def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
+    if rendered.payload is None:
+        raise ValueError("Slack delivery needs a payload: render with channel_kind='slack'")
+    url = channel.webhook_url.get_secret_value()
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError(
+            "Slack webhook: webhook_url must be an http(s) URL", channel="slack", retryable=False
+        )
+    secrets = [url, httpx.URL(url).path]
+
+    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+        return DeliveryError(
+            _redact(message, secrets), channel="slack", retryable=retryable, status=status
+        )
+
+    try:
+        response = httpx.post(url, json=rendered.payload, timeout=channel.timeout_s)
+    except httpx.TimeoutException:
+        raise fail("Slack webhook: timed out", retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"Slack webhook: {type(exc).__name__}: {exc}", retryable=True) from None
+    if not response.is_success:
+        excerpt = " ".join(response.text[:_EXCERPT_CHARS].split())
+        raise fail(
+            f"Slack webhook answered HTTP {response.status_code}: {excerpt}",
+            retryable=response.status_code == 429 or response.status_code >= 500,
+            status=response.status_code,
+        )
+
+
+def _redact(message: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if len(secret) < 4:
+            continue  # too short to tell apart from ordinary text
+        forms = {secret, base64.b64encode(secret.encode()).decode()}
+        for form in forms:
+            message = message.replace(form, _REDACTED)
+    return message
+
+
+def _decode(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
