@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 import smtplib
@@ -94,7 +95,7 @@ def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> No
     if not idempotency_key:
         raise ValueError("idempotency_key must not be empty")
     if isinstance(channel, FileChannel):
-        _deliver_file(rendered, channel, idempotency_key)
+        write_file_rendering(rendered, channel, idempotency_key, "file")
     elif isinstance(channel, SmtpChannel):
         _deliver_smtp(rendered, channel, idempotency_key)
     else:
@@ -108,15 +109,41 @@ def file_name(idempotency_key: str, suffix: str = ".md") -> str:
     return f"{slug}-{digest}{suffix}"
 
 
-def _deliver_file(rendered: Rendered, channel: FileChannel, key: str) -> None:
-    target = channel.dir / file_name(key)
+def write_file_rendering(
+    rendered: Rendered, channel: FileChannel, idempotency_key: str, kind: str = "file"
+) -> list[Path]:
+    """Write one rendering into the file channel's dir, atomically; returns the paths written.
+
+    kind "file" -> <name>.md; "email" -> <name>.email.txt (+ .email.html); "slack" ->
+    <name>.slack.json. The same key and kind always map to the same files, so a redelivery
+    overwrites them.
+    """
+    contents: list[tuple[str, str]]
+    if kind == "file":
+        contents = [(".md", rendered.text)]
+    elif kind == "email":
+        contents = [(".email.txt", f"Subject: {rendered.subject}\n\n{rendered.text}")]
+        if rendered.html is not None:
+            contents.append((".email.html", rendered.html))
+    elif kind == "slack":
+        body = rendered.payload if rendered.payload is not None else {"text": rendered.text}
+        contents = [(".slack.json", json.dumps(body, ensure_ascii=False, indent=2) + "\n")]
+    else:
+        raise ValueError(f"unknown rendering kind {kind!r}; expected file, email or slack")
+    paths = [channel.dir / file_name(idempotency_key, suffix) for suffix, _ in contents]
+    for path, (_, content) in zip(paths, contents, strict=True):
+        _write_atomic(path, content)
+    return paths
+
+
+def _write_atomic(target: Path, content: str) -> None:
     try:
-        channel.dir.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: readers never see a half-written file.
-        fd, tmp = tempfile.mkstemp(dir=channel.dir, prefix=".", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(rendered.text)
+                handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)

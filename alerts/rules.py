@@ -15,6 +15,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from transforms.significance import fisher_ci
+
 RuleKind = Literal["hedge_decoupling", "correlation_spike"]
 Severity = Literal["info", "warning", "critical"]
 
@@ -75,11 +77,11 @@ class Rule(BaseModel):
     window: str = "24h"
     fire_above: float
     clear_below: float
-    for_hours: int = Field(0, ge=0)
+    for_hours: int = Field(default=0, ge=0)
     # After a resolve, the same subject does not fire again for this many hours.
-    cooldown_hours: int = Field(6, ge=0)
-    repeat_hours: int | None = Field(None, gt=0)
-    min_obs: int = Field(12, gt=0)
+    cooldown_hours: int = Field(default=6, ge=0)
+    repeat_hours: int | None = Field(default=None, gt=0)
+    min_obs: int = Field(default=12, gt=0)
     severity: Severity = "warning"
     channels: list[str] = Field(default_factory=lambda: ["outbox"])
 
@@ -145,17 +147,6 @@ class Observation:
     n_obs: int
     threshold: float
     context: dict[str, Any] = field(default_factory=dict)
-
-
-def fisher_ci(r: float | None, n: int, z: float = 1.96) -> tuple[float | None, float | None]:
-    """Confidence interval of a Pearson correlation via Fisher's z (atanh, SE 1/sqrt(n-3))."""
-    if r is None or not math.isfinite(r) or n <= 3:
-        return None, None
-    # atanh(±1) is infinite; nudge inside so a perfect correlation still gets a (narrow) interval.
-    clipped = min(max(r, -1.0 + 1e-12), 1.0 - 1e-12)
-    centre = math.atanh(clipped)
-    half = z / math.sqrt(n - 3)
-    return math.tanh(centre - half), math.tanh(centre + half)
 
 
 def observe(

@@ -28,6 +28,7 @@ from alerts.delivery import (
     SmtpChannel,
     deliver,
     file_name,
+    write_file_rendering,
 )
 from alerts.render import Rendered, render
 from alerts.state import AlertEvent
@@ -289,6 +290,20 @@ def test_file_redelivery_overwrites_instead_of_duplicating(tmp_path: Path) -> No
     files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
     assert files == sorted([file_name(key), file_name(key + "-b")])
     assert (tmp_path / "outbox" / file_name(key)).read_text() == "second\n"
+
+
+def test_every_rendering_can_be_written_to_the_file_channel(tmp_path: Path) -> None:
+    channel = FileChannel(dir=tmp_path)
+    written: dict[str, list[Path]] = {}
+    for kind in ("file", "email", "slack"):
+        rendered = render([alert("<!channel>")], kind)
+        written[kind] = write_file_rendering(rendered, channel, "key-1", kind)
+        assert write_file_rendering(rendered, channel, "key-1", kind) == written[kind]
+    names = sorted(p.name.removeprefix(file_name("key-1", "")) for p in tmp_path.iterdir())
+    assert names == [".email.html", ".email.txt", ".md", ".slack.json"]
+    payload = json.loads(written["slack"][0].read_text())
+    assert payload == render([alert("<!channel>")], "slack").payload
+    assert written["email"][0].read_text().startswith("Subject: [hedgewatch] 1 firing")
 
 
 def test_file_names_are_safe_and_distinct_for_similar_keys() -> None:

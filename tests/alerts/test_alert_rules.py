@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from alerts.rules import Rule, fisher_ci, observe, parse_window
+from alerts.rules import Rule, observe, parse_window
 
 T0 = datetime(2024, 8, 5, 0, tzinfo=UTC)
-HEDGE_SCHEMA = {
-    "hedge": pl.Utf8,
-    "window_hours": pl.Int64,
+HEDGE_SCHEMA: dict[str, pl.DataType] = {
+    "hedge": pl.Utf8(),
+    "window_hours": pl.Int64(),
     "open_time": pl.Datetime("us", "UTC"),
-    "n_obs": pl.Int64,
-    "correlation": pl.Float64,
-    "beta": pl.Float64,
-    "min_var_ratio": pl.Float64,
-    "held_ratio": pl.Float64,
-    "ratio_drift": pl.Float64,
-    "effectiveness": pl.Float64,
+    "n_obs": pl.Int64(),
+    "correlation": pl.Float64(),
+    "beta": pl.Float64(),
+    "min_var_ratio": pl.Float64(),
+    "held_ratio": pl.Float64(),
+    "ratio_drift": pl.Float64(),
+    "effectiveness": pl.Float64(),
 }
-BASKET_SCHEMA = {
-    "basket": pl.Utf8,
-    "window_hours": pl.Int64,
+BASKET_SCHEMA: dict[str, pl.DataType] = {
+    "basket": pl.Utf8(),
+    "window_hours": pl.Int64(),
     "open_time": pl.Datetime("us", "UTC"),
-    "n_obs": pl.Int64,
-    "n_pairs": pl.Int64,
-    "avg_corr": pl.Float64,
+    "n_obs": pl.Int64(),
+    "n_pairs": pl.Int64(),
+    "avg_corr": pl.Float64(),
 }
 
 
@@ -109,20 +108,17 @@ def test_names_with_key_separator_are_rejected() -> None:
         rule(name="a|b")
 
 
-def test_fisher_ci_contains_r_and_narrows_with_more_observations() -> None:
-    lo_small, hi_small = fisher_ci(0.5, 20)
-    lo_big, hi_big = fisher_ci(0.5, 500)
-    assert lo_small is not None and hi_small is not None
-    assert lo_big is not None and hi_big is not None
-    assert lo_small < lo_big < 0.5 < hi_big < hi_small
+def test_observation_carries_the_fisher_ci_of_its_correlation() -> None:
+    [obs] = observe([rule()], hedges(hedge_row("a", 24, 0, 0.5, n_obs=20)), EMPTY_BASKETS, T0)
     # r=0.5, n=20: tanh(atanh(0.5) ± 1.96/sqrt(17)), worked by hand.
-    assert (lo_small, hi_small) == pytest.approx((0.0738, 0.7718), abs=1e-4)
-    assert math.isclose(math.atanh(hi_big) - math.atanh(0.5), 1.96 / math.sqrt(497))
+    assert (obs.context["ci_low"], obs.context["ci_high"]) == pytest.approx(
+        (0.0738, 0.7718), abs=1e-4
+    )
 
 
-def test_fisher_ci_is_undefined_without_enough_data() -> None:
-    assert fisher_ci(0.5, 3) == (None, None)
-    assert fisher_ci(None, 100) == (None, None)
+def test_no_ci_with_three_observations_or_fewer() -> None:
+    [obs] = observe([rule()], hedges(hedge_row("a", 24, 0, 0.5, n_obs=3)), EMPTY_BASKETS, T0)
+    assert (obs.context["ci_low"], obs.context["ci_high"]) == (None, None)
 
 
 def test_observe_picks_the_row_at_ts_for_the_rule_window() -> None:

@@ -138,7 +138,7 @@ def test_no_repeat_without_repeat_hours() -> None:
 @pytest.mark.parametrize("status_values", [[], [0.2], [0.2, -0.5], [0.1]])
 @pytest.mark.parametrize("gap", [(NO_DATA, 24), (0.9, 5), (-0.9, 5)])
 def test_no_data_hours_never_fire_nor_resolve(
-    status_values: list[float], gap: tuple[float | None, int]
+    status_values: list[float | None], gap: tuple[float | None, int]
 ) -> None:
     rule = make_rule(for_hours=1)
     _, before, _ = run(rule, status_values)
