@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +177,9 @@ class Store:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
         )
-        done = {row[0] for row in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+        done = {
+            row[0] for row in self.con.execute("SELECT version FROM schema_migrations").fetchall()
+        }
         applied = []
         for migration in migrations():
             if migration.version in done:
@@ -226,7 +227,9 @@ class Store:
 
     def funding_watermarks(self) -> dict[tuple[str, str], datetime]:
         frame = self.query("funding_watermarks")
-        return {(r["venue"], r["symbol"]): r["last_funding_time"] for r in frame.iter_rows(named=True)}
+        return {
+            (r["venue"], r["symbol"]): r["last_funding_time"] for r in frame.iter_rows(named=True)
+        }
 
     def closes(self, instruments: pl.DataFrame, since: datetime) -> pl.DataFrame:
         """Closes (instrument, open_time, close) of the given instruments from `since` on."""

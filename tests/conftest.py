@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,11 @@ DEMO_DATA = ROOT / "demo" / "data"
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Each test session gets its own Prefect home (task cache and harness database live there);
+# set before anything imports Prefect.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="hedgewatch-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+atexit.register(shutil.rmtree, _PREFECT_HOME, True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

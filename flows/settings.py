@@ -1,0 +1,294 @@
+"""Settings: one validated object built from the TOML config file and the environment.
+
+Secrets never live in the file: a channel names the environment variable that holds its secret
+(`password_env`, `webhook_url_env`) and a missing variable is a start-up error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from alerts.delivery import Channel, FileChannel
+from alerts.rules import Rule
+from transforms.hedges import HedgeSpec
+from transforms.stress import BasketSpec
+
+Market = Literal["spot", "perp"]
+_WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
+SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env"}
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid; the message names the file and field."""
+
+
+def parse_hours(value: str | int) -> int:
+    """'24h' -> 24, '7d' -> 168; a bare int is hours."""
+    if isinstance(value, int):
+        hours = value
+    else:
+        match = _WINDOW.match(value)
+        if not match:
+            raise ValueError(f"expected a duration such as '24h' or '7d', got {value!r}")
+        hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
+    if hours <= 0:
+        raise ValueError("duration must be positive")
+    return hours
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Model):
+    database: Path = Path("var/hedgewatch.duckdb")
+    lock_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class VenueSettings(_Model):
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    kind: Literal["binance"]
+    base_urls: dict[Market, str] | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=10)
+    enabled: bool = True
+
+
+class InstrumentSettings(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]+$")
+    venue: str
+    market: Market = "spot"
+    symbol: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
+    interval: Literal["1h"] = "1h"
+
+
+class LegSettings(_Model):
+    instrument: str
+    side: Literal["long", "short"]
+    ratio: float = Field(default=1.0, gt=0)
+
+
+class HedgeSettings(_Model):
+    name: str
+    legs: list[LegSettings] = Field(min_length=2, max_length=2)
+    note: str = ""
+
+    def spec(self) -> HedgeSpec:
+        base, hedge = self.legs
+        return HedgeSpec(
+            name=self.name,
+            base=base.instrument,
+            hedge=hedge.instrument,
+            base_side=1 if base.side == "long" else -1,
+            hedge_side=1 if hedge.side == "long" else -1,
+            held_ratio=hedge.ratio / base.ratio,
+        )
+
+
+class BasketSettings(_Model):
+    name: str
+    members: list[str] = Field(min_length=2)
+
+    def spec(self) -> BasketSpec:
+        return BasketSpec(name=self.name, members=tuple(self.members))
+
+
+class MetricsSettings(_Model):
+    windows: list[str] = ["24h", "7d"]
+    min_coverage: float = Field(default=0.75, gt=0, le=1)
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_parse(cls, value: list[str]) -> list[str]:
+        for window in value:
+            parse_hours(window)
+        if not value:
+            raise ValueError("at least one window is required")
+        return value
+
+    @property
+    def window_hours(self) -> list[int]:
+        return sorted({parse_hours(w) for w in self.windows})
+
+    def min_obs(self, window_hours: int) -> int:
+        return max(3, int(window_hours * self.min_coverage))
+
+
+class AlertSettings(_Model):
+    catch_up_hours: int = Field(default=24, ge=1)
+    template_dir: Path | None = None
+    rules: list[Rule] = []
+
+
+class FetchSettings(_Model):
+    history_start: datetime | None = None
+    backfill_days: int = Field(default=30, ge=1)
+    max_workers: int = Field(default=4, ge=1, le=32)
+
+    @field_validator("history_start")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def start_for(self, now: datetime) -> datetime:
+        return self.history_start or (now - timedelta(days=self.backfill_days))
+
+
+class Settings(_Model):
+    storage: StorageSettings = StorageSettings()
+    fetch: FetchSettings = FetchSettings()
+    venues: list[VenueSettings] = Field(min_length=1)
+    instruments: list[InstrumentSettings] = Field(min_length=1)
+    hedges: list[HedgeSettings] = []
+    baskets: list[BasketSettings] = []
+    metrics: MetricsSettings = MetricsSettings()
+    alerts: AlertSettings = AlertSettings()
+    channels: dict[str, Annotated[Channel, Field(discriminator="kind")]] = {}
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Settings:
+        venues = {v.name for v in self.venues}
+        ids = [i.id for i in self.instruments]
+        _unique("instruments", "id", ids)
+        _unique("venues", "name", [v.name for v in self.venues])
+        _unique("hedges", "name", [h.name for h in self.hedges])
+        _unique("baskets", "name", [b.name for b in self.baskets])
+        for n, inst in enumerate(self.instruments):
+            if inst.venue not in venues:
+                raise ValueError(f"instruments.{n}.venue: unknown venue {inst.venue!r}")
+        known = set(ids)
+        for n, hedge in enumerate(self.hedges):
+            for m, leg in enumerate(hedge.legs):
+                if leg.instrument not in known:
+                    raise ValueError(
+                        f"hedges.{n}.legs.{m}.instrument: unknown instrument {leg.instrument!r}"
+                    )
+        for n, basket in enumerate(self.baskets):
+            for member in basket.members:
+                if member not in known:
+                    raise ValueError(f"baskets.{n}.members: unknown instrument {member!r}")
+        subjects = {
+            "hedge_decoupling": {h.name for h in self.hedges},
+            "correlation_spike": {b.name for b in self.baskets},
+        }
+        windows = set(self.metrics.window_hours)
+        _unique("alerts.rules", "name", [r.name for r in self.alerts.rules])
+        for n, rule in enumerate(self.alerts.rules):
+            for subject in rule.subjects:
+                if subject != "*" and subject not in subjects.get(rule.kind, set()):
+                    raise ValueError(f"alerts.rules.{n}.subjects: unknown subject {subject!r}")
+            if rule.window_hours not in windows:
+                raise ValueError(
+                    f"alerts.rules.{n}.window: {rule.window!r} is not one of metrics.windows"
+                )
+            for channel in rule.channels:
+                if channel not in self.channels:
+                    raise ValueError(f"alerts.rules.{n}.channels: unknown channel {channel!r}")
+        return self
+
+    def instrument(self, instrument_id: str) -> InstrumentSettings:
+        return next(i for i in self.instruments if i.id == instrument_id)
+
+    def venue(self, name: str) -> VenueSettings:
+        return next(v for v in self.venues if v.name == name)
+
+
+def _unique(section: str, key: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{section}: duplicate {key} {value!r}")
+        seen.add(value)
+
+
+def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Replace `<secret>_env` names in channel tables by the variables' values."""
+    channels = raw.get("channels")
+    if not isinstance(channels, dict):
+        return
+    for name, table in channels.items():
+        if not isinstance(table, dict):
+            continue
+        for secret, env_key in SECRET_FIELDS.items():
+            if secret in table:
+                raise ConfigError(
+                    f"channels.{name}.{secret}: secrets do not belong in the config file; "
+                    f"set {env_key} to the name of an environment variable instead"
+                )
+            if env_key in table:
+                variable = table.pop(env_key)
+                value = env.get(str(variable))
+                if not value:
+                    raise ConfigError(
+                        f"channels.{name}.{env_key}: environment variable {variable} is not set"
+                    )
+                table[secret] = value
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid configuration"]
+    for item in error.errors(include_url=False, include_input=False):
+        loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; raises ConfigError naming the file and the field."""
+    path = Path(path)
+    env = os.environ if env is None else env
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        _inject_secrets(raw, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    database = env.get("HEDGEWATCH_DATABASE")
+    if database:
+        raw.setdefault("storage", {})["database"] = database
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+    base = path.parent
+    storage = settings.storage
+    if not storage.database.is_absolute() and not database:
+        storage = storage.model_copy(update={"database": (base / storage.database).resolve()})
+    channels = {
+        name: channel.model_copy(update={"dir": (base / channel.dir).resolve()})
+        if isinstance(channel, FileChannel) and not channel.dir.is_absolute()
+        else channel
+        for name, channel in settings.channels.items()
+    }
+    alerts = settings.alerts
+    if alerts.template_dir is not None and not alerts.template_dir.is_absolute():
+        alerts = alerts.model_copy(update={"template_dir": (base / alerts.template_dir).resolve()})
+    return settings.model_copy(
+        update={
+            "storage": storage,
+            "channels": channels,
+            "alerts": alerts,
+            "source": path.resolve(),
+        }
+    )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
