@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -9,9 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-from transforms_helpers import T0, hours
 
 from transforms.returns import to_log_returns, to_wide
+
+T0 = datetime(2022, 5, 1, tzinfo=UTC)
+
+
+def hours(n: int, start: datetime = T0) -> list[datetime]:
+    return [start + timedelta(hours=i) for i in range(n)]
 
 
 def candles(rows: list[tuple[str, int, float]]) -> pl.DataFrame:
