@@ -232,14 +232,17 @@ def _window_sums(values: FloatArray, g: _Geometry) -> _Sums:
 
 @dataclass(frozen=True)
 class _Leg:
-    """One leg over each window: counts and sums per part, centred sum of squares, validity."""
+    """One leg over each window, in the factors its centred sums are built from.
+
+    With part sums S_a, S_b over n_a, n_b hours and Chan's delta d between the parts' means:
+    root_a = S_a / sqrt(n_a), root_b = S_b / sqrt(n_b), step = d * sqrt(n_a n_b / n), so that
+    css = (SS_a - root_a^2) + (SS_b - root_b^2) + step^2 and the cross sums use the same factors.
+    """
 
     n: IntArray
-    n_a: FloatArray
-    n_b: FloatArray
-    sum_a: FloatArray
-    sum_b: FloatArray
-    shift_step: FloatArray  # difference of the two parts' means (Chan's delta)
+    root_a: FloatArray
+    root_b: FloatArray
+    step: FloatArray
     css: FloatArray
     ok: BoolArray
 
@@ -255,27 +258,32 @@ def _leg(centred: FloatArray, present: BoolArray, shift: FloatArray, g: _Geometr
     n_a, n_b = counts.a, counts.b
     n = n_a + n_b
     safe_a, safe_b = np.maximum(n_a, 1.0), np.maximum(n_b, 1.0)
-    mean_a, mean_b = sums.a / safe_a, sums.b / safe_b
     both_parts = (n_a > 0) & (n_b > 0)
-    step = np.where(both_parts, (shift[..., g.kt] - shift[..., g.ks]) + (mean_b - mean_a), 0.0)
-    weight = _weight(n_a, n_b)
     # Chan et al.: merge the two parts' centred sums through the difference of their means.
-    css = (squares.a - sums.a * mean_a) + (squares.b - sums.b * mean_b) + step * step * weight
-    css = np.maximum(css, 0.0)
+    delta = (shift[..., g.kt] - shift[..., g.ks]) + (sums.b / safe_b - sums.a / safe_a)
+    weight = n_a * n_b / np.maximum(n, 1.0)
+    step = np.where(both_parts, delta * np.sqrt(weight), 0.0)
+    root_a, root_b = sums.a / np.sqrt(safe_a), sums.b / np.sqrt(safe_b)
+    css = np.maximum(_combine(squares, root_a, root_a, root_b, root_b, step, step), 0.0)
     ok = (css > RELATIVE_VARIANCE_FLOOR * squares.scale) & (css > n * MIN_STD**2)
-    return _Leg(n.astype(np.int64), n_a, n_b, sums.a, sums.b, step, css, ok)
+    return _Leg(n.astype(np.int64), root_a, root_b, step, css, ok)
 
 
-def _weight(n_a: FloatArray, n_b: FloatArray) -> FloatArray:
-    return np.where((n_a > 0) & (n_b > 0), n_a * n_b / np.maximum(n_a + n_b, 1.0), 0.0)
+def _combine(
+    products: _Sums,
+    x_a: FloatArray,
+    y_a: FloatArray,
+    x_b: FloatArray,
+    y_b: FloatArray,
+    x_step: FloatArray,
+    y_step: FloatArray,
+) -> FloatArray:
+    return (products.a - x_a * y_a) + (products.b - x_b * y_b) + x_step * y_step
 
 
 def _cross(x: _Leg, y: _Leg, products: _Sums) -> FloatArray:
-    """Centred cross-product sum; every product is written symmetrically so cxy(a,b) == cxy(b,a)."""
-    safe_a, safe_b = np.maximum(x.n_a, 1.0), np.maximum(x.n_b, 1.0)
-    part_a = products.a - x.sum_a * y.sum_a / safe_a
-    part_b = products.b - x.sum_b * y.sum_b / safe_b
-    return part_a + part_b + x.shift_step * y.shift_step * _weight(x.n_a, x.n_b)
+    """Centred cross-product sum; written symmetrically so cxy(a, b) == cxy(b, a) bit for bit."""
+    return _combine(products, x.root_a, y.root_a, x.root_b, y.root_b, x.step, y.step)
 
 
 def correlation_from_moments(m: PairMoments, min_obs: int) -> FloatArray:
