@@ -205,6 +205,8 @@ class BinanceClient:
             )
         step = interval_ms(interval)
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
+        if end_ms <= start_ms:
+            return empty_candles()
         now_ms = self._server_time_ms(spec)
         # The venue filters on open time, inclusive at both ends; closed means open + step <= now.
         last_open_ms = min(end_ms - 1, now_ms - step)

@@ -6,9 +6,11 @@ Retries for 429/418/5xx/timeouts/connection errors live here and nowhere else.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import math
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -175,6 +177,7 @@ class JsonHttp:
             timeout=httpx.Timeout(timeout_s),
             headers={"Accept": "application/json", "User-Agent": "hedgewatch"},
             transport=transport,
+            verify=_ssl_context(),
         )
 
     def close(self) -> None:
@@ -287,6 +290,12 @@ class JsonHttp:
             return None
         raw = response.headers.get(self._used_weight_header, "").strip()
         return int(raw) if raw.isdigit() else None
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Building a verifying context loads the CA bundle (~50 ms); every client can share one.
+    return httpx.create_ssl_context()
 
 
 def _safe(text: str, limit: int = 160) -> str:

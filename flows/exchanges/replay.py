@@ -80,11 +80,11 @@ _SERVER_ERROR_BODY = {"code": -1001, "msg": "Internal error; unable to process y
 
 @dataclass
 class _Series:
-    """One (market, symbol, interval): sorted open times and their closed-candle wire rows."""
+    """One (market, symbol, interval): sorted open times and their values, column by column."""
 
     step_ms: int
     times: list[int]
-    rows: list[list[Any]]
+    columns: dict[str, list[Any]]
 
 
 @dataclass
@@ -308,26 +308,26 @@ class ReplayExchange:
         return [self._wire_row(series, i, now_ms) for i in picked]
 
     def _wire_row(self, series: _Series, i: int, now_ms: int) -> list[Any]:
-        row = series.rows[i]
-        open_ms = series.times[i]
-        if open_ms + series.step_ms <= now_ms:
-            return row
-        # The candle in progress (see the class docstring for how it is synthesised).
-        fraction = (now_ms - open_ms) / series.step_ms
-        open_price = row[1]
+        open_ms, step = series.times[i], series.step_ms
+        c = series.columns
+        volume, quote_volume, trades = c["volume"][i], c["quote_volume"][i], c["trades"][i]
+        if open_ms + step <= now_ms:
+            prices = [c["open"][i], c["high"][i], c["low"][i], c["close"][i]]
+        else:
+            # The candle in progress (see the class docstring for how it is synthesised).
+            fraction = (now_ms - open_ms) / step
+            prices = [c["open"][i]] * 4
+            volume = None if volume is None else volume * fraction
+            quote_volume = None if quote_volume is None else quote_volume * fraction
+            trades = None if trades is None else int(trades * fraction)
         return [
             open_ms,
-            open_price,
-            open_price,
-            open_price,
-            open_price,
-            _dec(float(row[5]) * fraction),
-            row[6],
-            _dec(float(row[7]) * fraction),
-            int(row[8] * fraction),
-            "0",
-            "0",
-            "0",
+            *map(_dec, prices),
+            _dec(volume),
+            open_ms + step - 1,
+            _dec(quote_volume),
+            trades or 0,
+            *_TAKER,
         ]
 
     def _funding_rows(self, params: dict[str, str], now_ms: int) -> list[dict[str, Any]]:
@@ -368,29 +368,12 @@ class ReplayExchange:
         ).unique(subset="open_time", keep="first", maintain_order=True)
         series = None
         if not frame.is_empty():
-            times = frame["open_time"].dt.epoch("ms").to_list()
-            rows = [
-                [
-                    t,
-                    _dec(o),
-                    _dec(h),
-                    _dec(lo),
-                    _dec(c),
-                    _dec(v),
-                    t + step - 1,
-                    _dec(q),
-                    n or 0,
-                    *_TAKER,
-                ]
-                for t, o, h, lo, c, v, q, n in zip(
-                    times,
-                    *(frame[col].to_list() for col in ("open", "high", "low", "close", "volume")),
-                    frame["quote_volume"].to_list(),
-                    frame["trades"].to_list(),
-                    strict=True,
-                )
-            ]
-            series = _Series(step, times, rows)
+            names = ("open", "high", "low", "close", "volume", "quote_volume", "trades")
+            series = _Series(
+                step,
+                frame["open_time"].dt.epoch("ms").to_list(),
+                {name: frame[name].to_list() for name in names},
+            )
         with self._lock:
             self._series[key] = series
         return series

@@ -1,0 +1,106 @@
+"""Exchange test fixtures: the real data set, a fake clock, a running replay exchange, a client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.exchanges import make_exchange
+from flows.exchanges.base import Exchange
+from flows.exchanges.replay import ReplayExchange, load_candle_files, load_funding_files
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SPOT_BTC = DATA / "candles" / "binance_spot_1h_BTCUSDT_2024-01_2026-01.csv.gz"
+SPOT_MAJORS = DATA / "candles" / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
+PERP = DATA / "candles" / "binance_usdm_perp_1h_2020-01_2024-04.csv.gz"
+FUNDING = DATA / "funding" / "funding_rates_BTC_ETH_7exchanges_2020-2023.csv.gz"
+RAW_API = DATA / "raw_api"
+
+# The replay's notion of now: 30 minutes into the 2024-03-01 12:00 spot candle.
+NOW = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
+
+
+def require(*paths: Path) -> None:
+    for path in paths:
+        if not path.exists():
+            pytest.skip(f"real market data not found at {path} (expected ../shared/data)")
+
+
+class FakeClock:
+    """Wall clock for tests: sleep() records the duration and moves time forward instantly."""
+
+    def __init__(self, start: float = 1_709_294_410.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def raw_api() -> Path:
+    require(RAW_API)
+    return RAW_API
+
+
+@pytest.fixture(scope="session")
+def majors_btc() -> pl.DataFrame:
+    """Spot BTCUSDT 2021-04..2023-12, which has real exchange-downtime gaps."""
+    require(SPOT_MAJORS)
+    return load_candle_files([SPOT_MAJORS]).filter(pl.col("symbol") == "BTCUSDT")
+
+
+@pytest.fixture
+def replay_now() -> datetime:
+    return NOW
+
+
+@pytest.fixture(scope="session")
+def stored_candles() -> pl.DataFrame:
+    require(SPOT_BTC, PERP)
+    perp = load_candle_files([PERP]).filter(pl.col("symbol").is_in(["BTCUSDT", "ETHUSDT"]))
+    return pl.concat([load_candle_files([SPOT_BTC]), perp])
+
+
+@pytest.fixture(scope="session")
+def stored_funding() -> pl.DataFrame:
+    require(FUNDING)
+    return load_funding_files([FUNDING])
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def replay(stored_candles: pl.DataFrame, stored_funding: pl.DataFrame) -> Iterator[ReplayExchange]:
+    with ReplayExchange(stored_candles, stored_funding, now=NOW) as server:
+        yield server
+
+
+@pytest.fixture
+def client(replay: ReplayExchange, clock: FakeClock) -> Iterator[Exchange]:
+    exchange = make_exchange(
+        "binance",
+        venue="binance",
+        base_urls=replay.base_urls,
+        timeout_s=5.0,
+        max_attempts=4,
+        sleep=clock.sleep,
+        clock=clock.time,
+    )
+    yield exchange
+    exchange.close()
