@@ -21,7 +21,7 @@ from alerts.state import AlertEvent, AlertState, advance
 from flows.fetching import VenueFetch
 from flows.settings import Settings
 from flows.store import Store
-from transforms.correlation import rolling_correlation_pairs
+from transforms.correlation import history_start, rolling_correlation_pairs
 from transforms.hedges import hedge_metrics
 from transforms.returns import to_log_returns, to_wide
 from transforms.stress import basket_metrics
@@ -114,7 +114,8 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
     if since is None:
         return ComputeResult(since=None, through=None)
     windows = settings.metrics.window_hours
-    history_from = since - HOUR * (max(windows) + 1)
+    # One candle before the longest window's first return: the tail then equals a full recompute.
+    history_from = history_start(since, max(windows)) - HOUR
     closes = store.closes(instruments_frame(settings), history_from)
     if closes.is_empty():
         return ComputeResult(since=since, through=None)

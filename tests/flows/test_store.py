@@ -72,7 +72,9 @@ def test_watermarks_and_gaps_view(tmp_path: Path) -> None:
         store.upsert_candles(candles([0, 1, 4, 5]))
         marks = store.series_watermarks()
         assert marks[("binance", "spot", "BTCUSDT", "1h")] == T0 + timedelta(hours=5)
-        gaps = store.con.sql("SELECT first_missing, last_missing, missing_hours FROM gaps").fetchall()
+        gaps = store.con.sql(
+            "SELECT first_missing, last_missing, missing_hours FROM gaps"
+        ).fetchall()
         assert gaps == [(T0 + timedelta(hours=2), T0 + timedelta(hours=3), 2)]
 
 
