@@ -253,17 +253,17 @@ class Store:
         ).pl()
 
     def latest_metric_hour(self) -> datetime | None:
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT max(open_time) FROM (SELECT open_time FROM hedge_metrics"
             " UNION ALL SELECT open_time FROM basket_metrics)"
-        ).fetchone()
-        return row[0] if row else None
+        ).fetchall()
+        return rows[0][0] if rows else None
 
     # -- cursors and runs -----------------------------------------------------------------
 
     def cursor(self, name: str) -> datetime | None:
-        row = self.con.execute("SELECT value FROM cursors WHERE name = $n", {"n": name}).fetchone()
-        return row[0] if row else None
+        rows = self.con.execute("SELECT value FROM cursors WHERE name = $n", {"n": name}).fetchall()
+        return rows[0][0] if rows else None
 
     def set_cursor(self, name: str, value: datetime) -> None:
         self.con.execute(

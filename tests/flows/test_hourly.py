@@ -1,4 +1,4 @@
-"""The hourly flow end to end: replay exchange over HTTP → DuckDB → metrics → alerts → real peers."""
+"""The hourly flow end to end: replay exchange → DuckDB → metrics → alerts → real peers."""
 
 from __future__ import annotations
 
