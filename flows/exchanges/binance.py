@@ -185,9 +185,6 @@ class BinanceClient:
         for http in self._http.values():
             http.close()
 
-    def limiter(self, market: str) -> WeightLimiter:
-        return self._http[self._market(market).market].limiter
-
     def server_time(self, market: str = "spot") -> datetime:
         return ms_to_datetime(self._server_time_ms(self._market(market)))
 
