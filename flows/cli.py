@@ -95,7 +95,13 @@ def check_config(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help='Read-only SQL, e.g. "select * from hedge_status".')],
+    sql: Annotated[
+        str | None,
+        typer.Argument(help='Read-only SQL, e.g. "select * from hedge_status"; "-" reads stdin.'),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-F", help="Read the SQL from a file.")
+    ] = None,
     config: ConfigOption = DEFAULT_CONFIG,
     database: Annotated[
         Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
@@ -108,6 +114,16 @@ def query(
 
     from flows.store import StoreBusy, StoreError, connect
 
+    if (sql is None) == (file is None):
+        raise fail("give the SQL as an argument, or with --file (not both)", 2)
+    if file is not None:
+        try:
+            sql = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"{file}: cannot read: {exc.strerror}", 2) from None
+    elif sql == "-":
+        sql = sys.stdin.read()
+    assert sql is not None
     path = database or _settings(config).storage.database
 
     def waiting(remaining: float) -> None:
