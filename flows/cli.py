@@ -234,6 +234,9 @@ def replay_serve(
     serve(data, host=host, port=port, now=clock)
 
 
+# Commands of each area live in their own module (flows/cli_*.py) and register on `app` on import.
+
+
 def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")

@@ -196,8 +196,10 @@ class Store:
         return applied
 
     def refresh_views(self) -> None:
-        for statement in split_statements(load_sql("views")):
-            self.con.execute(statement).fetchall()
+        """(Re)create the public views from `sql/views/*.sql`, in file-name order."""
+        for file in sorted((sql_dir() / "views").glob("*.sql")):
+            for statement in split_statements(file.read_text(encoding="utf-8")):
+                self.con.execute(statement).fetchall()
 
     # -- market data ----------------------------------------------------------------------
 
