@@ -69,9 +69,15 @@ def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
     _settings(config)  # fail fast with exit code 2 before Prefect starts
     from flows.hourly import hourly
     from flows.runtime import quiet_prefect
+    from flows.store import StoreBusy
 
-    with quiet_prefect():
-        summary = hourly(config_path=str(config))
+    try:
+        with quiet_prefect(log_level="INFO"):
+            summary = hourly(config_path=str(config))
+    except StoreBusy as exc:
+        raise fail(str(exc), 3) from None
+    except Exception as exc:
+        raise fail(f"run failed: {type(exc).__name__}: {exc}", 1) from None
     typer.echo(
         f"run {summary.run_id[:8]} {summary.status}: {summary.fetched.get('candles', 0)} candles, "
         f"{len(summary.alerts)} alert events, "
