@@ -85,3 +85,9 @@ class InvalidRequest(ExchangeError):
     """4xx such as an unknown symbol or interval. Not retried: the request itself must change."""
 
     advice = "fix the request (symbol, interval, market or time range); retrying will not help"
+
+
+class HistoryUnavailable(InvalidRequest):
+    """The venue does not serve candles that old at all (Kraken keeps only the latest 720)."""
+
+    advice = "load older history from files with `hedgewatch import`"

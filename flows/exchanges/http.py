@@ -147,6 +147,55 @@ class _Retry:
     whole_ip: bool = False
 
 
+@dataclass(frozen=True)
+class Envelope:
+    """How a venue wraps rows and reports errors inside an HTTP 200 body (a venue fact, as data).
+
+    `code_field` holds a status code where `ok_codes` mean success (OKX "code", Bybit "retCode");
+    `errors_field` holds a list that is empty on success (Kraken "error"); `message_field` names
+    the human text. Codes (or error-string prefixes) in `rate_limit_codes` are retried like a 429,
+    those in `busy_codes` like a 5xx; every other error is an InvalidRequest.
+    """
+
+    code_field: str | None = None
+    ok_codes: tuple[str, ...] = ()
+    message_field: str | None = None
+    errors_field: str | None = None
+    rate_limit_codes: tuple[str, ...] = ()
+    busy_codes: tuple[str, ...] = ()
+
+    def error(self, payload: Any) -> tuple[str, str] | None:
+        """(kind, detail) when `payload` is an error body; kind is "rate", "busy" or "invalid"."""
+        if not isinstance(payload, dict):
+            return None
+        message = str(payload.get(self.message_field, "")) if self.message_field else ""
+        if self.code_field is not None and self.code_field in payload:
+            code = str(payload[self.code_field])
+            if code in self.ok_codes:
+                return None
+            detail = f"code {code}: {message}" if message else f"code {code}"
+            return self._kind(code), detail
+        if self.errors_field is not None:
+            errors = payload.get(self.errors_field)
+            if isinstance(errors, list) and errors:
+                text = "; ".join(str(e) for e in errors)
+                return self._kind(str(errors[0])), text
+        return None
+
+    def _kind(self, code: str) -> str:
+        # Kraken's errors are strings such as "EAPI:Rate limit exceeded": match on the prefix.
+        if any(_code_matches(code, c) for c in self.rate_limit_codes):
+            return "rate"
+        if any(_code_matches(code, c) for c in self.busy_codes):
+            return "busy"
+        return "invalid"
+
+
+def _code_matches(code: str, known: str) -> bool:
+    # Numeric codes match exactly; text codes ("EAPI:Rate limit exceeded") as a prefix.
+    return code == known or (not known.isdigit() and code.startswith(known))
+
+
 class JsonHttp:
     """GET JSON from one venue host with the retry policy and weight limiter applied."""
 
@@ -161,6 +210,8 @@ class JsonHttp:
         sleep: Sleep = time.sleep,
         used_weight_header: str | None = None,
         geo_advice: str | None = None,
+        forbidden_advice: str | None = None,
+        envelope: Envelope | None = None,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -171,6 +222,8 @@ class JsonHttp:
         self._sleep = sleep
         self._used_weight_header = used_weight_header
         self._geo_advice = geo_advice
+        self._forbidden_advice = forbidden_advice
+        self._envelope = envelope
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._client = httpx.Client(
             base_url=base_url,
@@ -183,13 +236,24 @@ class JsonHttp:
     def close(self) -> None:
         self._client.close()
 
-    def get(self, path: str, params: Params | None = None, *, weight: int = 1) -> Any:
-        """GET `path` and return the decoded JSON body, retrying transient failures."""
+    def get(
+        self,
+        path: str,
+        params: Params | None = None,
+        *,
+        weight: int = 1,
+        limiter: WeightLimiter | None = None,
+    ) -> Any:
+        """GET `path` and return the decoded JSON body, retrying transient failures.
+
+        `limiter` replaces the host's limiter for endpoints the venue budgets separately.
+        """
         policy = self.policy
+        limiter = limiter or self.limiter
         slept = 0.0
         for attempt in range(1, policy.max_attempts + 1):
             backoff = policy.backoff_s(attempt, self._rng)
-            window = self.limiter.acquire(weight)
+            window = limiter.acquire(weight)
             used: int | None = None
             try:
                 outcome = self._send(path, params, backoff)
@@ -197,7 +261,7 @@ class JsonHttp:
                     used = self._used_weight(outcome)
                     outcome = self._classify(path, outcome, backoff)
             finally:
-                self.limiter.release(window, weight, used)
+                limiter.release(window, weight, used)
             if not isinstance(outcome, _Retry):
                 return outcome
             error, delay = outcome.error, outcome.delay_s
@@ -220,7 +284,7 @@ class JsonHttp:
             slept += delay
             if outcome.whole_ip:
                 # The limit is per IP: pause every thread; the next acquire() does the waiting.
-                self.limiter.block_for(delay)
+                limiter.block_for(delay)
             else:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -241,11 +305,12 @@ class JsonHttp:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                return response.json()
+                payload = response.json()
             except ValueError:
                 detail = f"body is not valid JSON ({len(response.content)} bytes; truncated?)"
                 return _Retry(BadResponse(self.venue, path, detail, status=status), backoff)
-        says = _error_detail(response)
+            return self._unwrap(path, payload, status, backoff)
+        says = _error_detail(response, self._envelope)
         retry_after = _retry_after_s(response)
         if status == 418:
             ban = "unknown" if retry_after is None else f"{retry_after:g} s"
@@ -273,10 +338,17 @@ class JsonHttp:
                 path,
                 f"refused by the venue's firewall (WAF limit or blocked region); {says}",
                 status=403,
-                advice="wait several minutes and lower the request rate; if it persists the region "
+                advice=self._forbidden_advice
+                or "wait several minutes and lower the request rate; if it persists the region "
                 "may be blocked, so try another host or egress",
             )
         if 400 <= status < 500:
+            if self._envelope is not None and status != 404:
+                # Some venues send their error envelope with a 4xx: classify it by its code.
+                try:
+                    return self._unwrap(path, response.json(), status, backoff)
+                except ValueError:
+                    pass
             raise InvalidRequest(self.venue, path, says, status=status)
         if status >= 500:
             unavailable = ExchangeUnavailable(
@@ -284,6 +356,26 @@ class JsonHttp:
             )
             return _Retry(unavailable, backoff if retry_after is None else retry_after)
         raise BadResponse(self.venue, path, f"unexpected HTTP status; {says}", status=status)
+
+    def _unwrap(self, path: str, payload: Any, status: int, backoff: float) -> Any:
+        """An error envelope (HTTP 200 with OKX `code`, Bybit `retCode`, Kraken `error[]`) is an
+        error: rate limits and busy codes are retried here, everything else is raised."""
+        found = self._envelope.error(payload) if self._envelope is not None else None
+        if found is None:
+            if 200 <= status < 300:
+                return payload
+            raise InvalidRequest(self.venue, path, _safe(str(payload)), status=status)
+        kind, detail = found
+        detail = _safe(detail)
+        if kind == "rate":
+            limited = RateLimited(self.venue, path, f"rate limited; {detail}", status=status)
+            return _Retry(limited, max(backoff, 1.0), whole_ip=True)
+        if kind == "busy":
+            busy = ExchangeUnavailable(self.venue, path, f"venue busy; {detail}", status=status)
+            return _Retry(busy, backoff)
+        raise InvalidRequest(
+            self.venue, path, f"error body with HTTP {status}: {detail}", status=status
+        )
 
     def _used_weight(self, response: httpx.Response) -> int | None:
         if self._used_weight_header is None:
@@ -306,13 +398,16 @@ def _safe(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: httpx.Response, envelope: Envelope | None = None) -> str:
     """What the venue said, e.g. 'code -1121: Invalid symbol.' (bodies may be JSON, HTML, empty)."""
     try:
         body = response.json()
     except ValueError:
         text = response.text.strip()
         return f"body: {_safe(text)}" if text else "empty body"
+    found = envelope.error(body) if envelope is not None else None
+    if found is not None:
+        return _safe(found[1])
     if isinstance(body, dict):
         msg = body.get("msg", body.get("message"))
         code = body.get("code")
