@@ -22,6 +22,14 @@ from transforms.hedges import HedgeSpec
 from transforms.stress import BasketSpec
 
 Market = Literal["spot", "perp"]
+# Markets per venue kind; mirrors flows.exchanges.EXCHANGE_MARKETS (a test keeps them equal).
+_VENUE_MARKETS: dict[str, tuple[str, ...]] = {
+    "binance": ("spot", "perp"),
+    "bybit": ("spot", "perp"),
+    "okx": ("spot", "perp"),
+    "coinbase": ("spot",),
+    "kraken": ("spot",),
+}
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env"}
 
@@ -55,7 +63,8 @@ class StorageSettings(_Model):
 
 class VenueSettings(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
-    kind: Literal["binance"]
+    # Also "ccxt" with `exchange` naming a ccxt exchange id (needs the hedgewatch[ccxt] extra).
+    kind: Literal["binance", "bybit", "okx", "coinbase", "kraken"]
     base_urls: dict[Market, str] | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=10)
@@ -164,9 +173,16 @@ class Settings(_Model):
         _unique("venues", "name", [v.name for v in self.venues])
         _unique("hedges", "name", [h.name for h in self.hedges])
         _unique("baskets", "name", [b.name for b in self.baskets])
+        kinds = {v.name: v.kind for v in self.venues}
         for n, inst in enumerate(self.instruments):
             if inst.venue not in venues:
                 raise ValueError(f"instruments.{n}.venue: unknown venue {inst.venue!r}")
+            offered = _VENUE_MARKETS.get(kinds[inst.venue], ("spot", "perp"))
+            if inst.market not in offered:
+                raise ValueError(
+                    f"instruments.{n}.market: {kinds[inst.venue]} venue {inst.venue!r} offers "
+                    f"{' and '.join(offered)} only, not {inst.market!r}"
+                )
         known = set(ids)
         for n, hedge in enumerate(self.hedges):
             for m, leg in enumerate(hedge.legs):

@@ -8,25 +8,34 @@ from typing import Any
 
 from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA, Exchange
 from flows.exchanges.binance import BinanceClient
+from flows.exchanges.bybit import BYBIT, BybitClient
+from flows.exchanges.coinbase import COINBASE, CoinbaseClient
 from flows.exchanges.errors import (
     BadResponse,
     ExchangeError,
     ExchangeUnavailable,
     GeoBlocked,
+    HistoryUnavailable,
     InvalidRequest,
     IPBanned,
     RateLimited,
 )
+from flows.exchanges.kraken import KRAKEN, KrakenClient
+from flows.exchanges.okx import OKX, OkxClient
+from flows.exchanges.rest import RestVenueSpec
 
 __all__ = [
     "CANDLE_SCHEMA",
     "EXCHANGE_KINDS",
+    "EXCHANGE_MARKETS",
     "FUNDING_SCHEMA",
+    "REST_SPECS",
     "BadResponse",
     "Exchange",
     "ExchangeError",
     "ExchangeUnavailable",
     "GeoBlocked",
+    "HistoryUnavailable",
     "IPBanned",
     "InvalidRequest",
     "RateLimited",
@@ -36,6 +45,25 @@ __all__ = [
 # kind -> client class; a new venue is one module plus one entry here.
 EXCHANGE_KINDS: dict[str, Callable[..., Exchange]] = {
     "binance": BinanceClient,
+    "bybit": BybitClient,
+    "okx": OkxClient,
+    "coinbase": CoinbaseClient,
+    "kraken": KrakenClient,
+}
+# The venues whose facts are a RestVenueSpec (the replay exchange serves the same specs).
+REST_SPECS: dict[str, RestVenueSpec] = {
+    "bybit": BYBIT,
+    "okx": OKX,
+    "coinbase": COINBASE,
+    "kraken": KRAKEN,
+}
+# kind -> markets it offers (settings validate instruments against this).
+EXCHANGE_MARKETS: dict[str, tuple[str, ...]] = {
+    "binance": ("spot", "perp"),
+    "bybit": ("spot", "perp"),
+    "okx": ("spot", "perp"),
+    "coinbase": ("spot",),
+    "kraken": ("spot",),
 }
 
 
