@@ -12,7 +12,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +24,18 @@ import polars as pl
 
 from flows.exchanges.base import UTC_US, datetime_to_ms, interval_ms
 from flows.exchanges.binance import BINANCE, MarketSpec, VenueSpec
+from flows.exchanges.rest import (
+    CandleEndpoint,
+    FundingEndpoint,
+    RestVenueSpec,
+    Rows,
+    parse_wire_time,
+)
+from flows.exchanges.rest import MarketSpec as RestMarketSpec
 
-FaultKind = Literal["status", "timeout", "truncate", "reset", "drop_candles", "duplicate"]
+FaultKind = Literal[
+    "status", "timeout", "truncate", "reset", "drop_candles", "duplicate", "shuffle"
+]
 
 
 @dataclass
@@ -36,7 +46,9 @@ class Fault:
     "timeout" waits `delay_s` before answering; "truncate" sends half the JSON with a matching
     Content-Length; "reset" announces the full body, sends half and closes the connection;
     "drop_candles" hides the candles at `open_times` (like a real gap: pages stay full);
-    "duplicate" repeats the row before startTime and the last row of each klines page.
+    "duplicate" repeats the row before startTime and the last row of each klines page;
+    "shuffle" sends a candle page in a scrambled order. A "status" fault with `code=200` and a
+    venue error envelope as `body` is the HTTP-200-with-an-error case.
     `count=None` applies to every matching request.
     """
 
@@ -105,6 +117,8 @@ class ReplayExchange:
     a mark-price file) are sent as "0", since the wire format has no null.
     """
 
+    venue = "binance"
+
     def __init__(
         self,
         candles: pl.DataFrame,
@@ -135,7 +149,7 @@ class ReplayExchange:
             for row in self._candles.select("market", "symbol").unique().iter_rows()
         }
         self._series: dict[tuple[str, str, str], _Series | None] = {}
-        self._funding = _prepare_funding(funding)
+        self._funding = _prepare_funding(funding, self.venue)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -302,9 +316,7 @@ class ReplayExchange:
         # Like the venue: from startTime the first `limit` rows, otherwise the latest `limit`.
         picked = [i for i in range(lo, hi) if series.times[i] not in hidden]
         picked = picked[:limit] if start is not None else picked[-limit:]
-        if fault is not None and fault.kind == "duplicate" and picked:
-            before = [picked[0] - 1] if picked[0] > 0 else []
-            picked = [*before, *picked, picked[-1]]
+        picked = _apply_row_faults(picked, fault)
         return [self._wire_row(series, i, now_ms) for i in picked]
 
     def _wire_row(self, series: _Series, i: int, now_ms: int) -> list[Any]:
@@ -379,6 +391,17 @@ class ReplayExchange:
         return series
 
 
+def _apply_row_faults(picked: list[int], fault: Fault | None) -> list[int]:
+    """Duplicate or scramble the rows of one page (indices into the stored series)."""
+    if fault is not None and fault.kind == "duplicate" and picked:
+        before = [picked[0] - 1] if picked[0] > 0 else []
+        return [*before, *picked, picked[-1]]
+    if fault is not None and fault.kind == "shuffle" and len(picked) > 2:
+        # A fixed scramble: odd positions first, then even ones reversed.
+        return picked[1::2] + picked[0::2][::-1]
+    return picked
+
+
 class _ApiError(Exception):
     def __init__(self, status: int, code: int, msg: str) -> None:
         super().__init__(msg)
@@ -430,15 +453,15 @@ def _default_body(code: int) -> Any:
     return _DEFAULT_BODIES.get(code, {"code": -1000, "msg": "An unknown error occurred."})
 
 
-def _prepare_funding(funding: pl.DataFrame | None) -> pl.DataFrame:
-    """Binance rows of a load_funding_files frame as (symbol, ts ms, rate, mark)."""
+def _prepare_funding(funding: pl.DataFrame | None, venue: str = "binance") -> pl.DataFrame:
+    """One venue's rows of a load_funding_files frame as (symbol, ts ms, rate, mark)."""
     empty = pl.DataFrame(
         schema={"symbol": pl.Utf8, "ts": pl.Int64, "rate": pl.Float64, "mark": pl.Float64}
     )
     if funding is None or funding.is_empty():
         return empty
     if "exchange" in funding.columns:
-        funding = funding.filter(pl.col("exchange") == "binance")
+        funding = funding.filter(pl.col("exchange") == venue)
     mark = pl.col("mark_price") if "mark_price" in funding.columns else pl.lit(None, pl.Float64)
     return funding.select(
         pl.col("symbol"),
@@ -501,6 +524,434 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+
+# -- the other venues ------------------------------------------------------------------------------
+
+# What each venue answers when a request is over its budget, and when a symbol or parameter is
+# wrong: (HTTP status, error code or None, message). Kraken and OKX/Bybit send errors with 200.
+_OVER_BUDGET: dict[str, tuple[int, str | None, str]] = {
+    "bybit": (403, None, "<html><body>403 Forbidden: access too frequent</body></html>"),
+    "okx": (429, "50011", "Too Many Requests"),
+    "coinbase": (429, None, "Public rate limit exceeded"),
+    "kraken": (200, None, "EAPI:Rate limit exceeded"),
+}
+_BAD_SYMBOL: dict[str, tuple[int, str | None, str]] = {
+    "bybit": (200, "10001", "params error: symbol invalid"),
+    "okx": (200, "51001", "Instrument ID does not exist"),
+    "coinbase": (404, None, "NotFound"),
+    "kraken": (200, None, "EQuery:Unknown asset pair"),
+}
+_BAD_PARAM: dict[str, tuple[int, str | None, str]] = {
+    "bybit": (200, "10001", "params error"),
+    "okx": (200, "51000", "Parameter error"),
+    "coinbase": (400, None, "granularity too small for the requested time range"),
+    "kraken": (200, None, "EGeneral:Invalid arguments"),
+}
+
+
+class VenueReplay(ReplayExchange):
+    """The replay exchange speaking a `RestVenueSpec` venue's wire format (Bybit, OKX, Coinbase,
+    Kraken): its paths and parameter names, time units, exclusive bounds, page limits, row order
+    and layout, open-candle marker, success and error envelopes, and rate budgets per endpoint
+    group. Same data model, faults and clock as the Binance replay.
+    """
+
+    def __init__(
+        self,
+        spec: RestVenueSpec,
+        candles: pl.DataFrame,
+        funding: pl.DataFrame | None = None,
+        *,
+        now: datetime,
+        interval: str = "1h",
+        weight_clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.venue = spec.venue
+        self.rest = spec
+        super().__init__(
+            candles,
+            funding,
+            now=now,
+            interval=interval,
+            weight_clock=weight_clock,
+            host=host,
+            port=port,
+        )
+        self.over_budget = 0
+        self._routes: list[tuple[re.Pattern[str], str, RestMarketSpec, Any]] = []
+        for market in spec.markets.values():
+            endpoint: CandleEndpoint | None = market.candles
+            while endpoint is not None:
+                pattern = re.escape(endpoint.path).replace(
+                    re.escape("{symbol}"), "(?P<symbol>[^/]+)"
+                )
+                self._routes.append((re.compile(pattern + "$"), "candles", market, endpoint))
+                endpoint = endpoint.older
+            if market.funding is not None:
+                pattern = re.escape(market.funding.path) + "$"
+                self._routes.append((re.compile(pattern), "funding", market, market.funding))
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    @property
+    def base_urls(self) -> dict[str, str]:
+        return {market: self.url for market in self.rest.markets}
+
+    def _charge_group(self, group: str, weight: int) -> bool:
+        limit = self.rest.limits[group]
+        window = math.floor(self._weight_clock() / limit.window_s)
+        with self._lock:
+            booked, used = self._windows.get(group, (window, 0))
+            if booked != window:
+                used = 0
+            allowed = used + weight <= limit.budget
+            if allowed:
+                used += weight
+            else:
+                self.over_budget += 1
+            self._windows[group] = (window, used)
+        return allowed
+
+    def _error(
+        self, table: Mapping[str, tuple[int, str | None, str]], detail: str = ""
+    ) -> _Response:
+        status, code, message = table[self.venue]
+        if detail:
+            message = f"{message}: {detail}" if status != 403 else message
+        return _Response(status, self._error_body(code, message))
+
+    def _error_body(self, code: str | None, message: str) -> Any:
+        envelope = self.rest.envelope
+        if envelope.code_field is not None:
+            body: dict[str, Any] = {envelope.code_field: code or "1"}
+            if envelope.message_field:
+                body[envelope.message_field] = message
+            if (
+                code is not None
+                and code.isdigit()
+                and self.rest.success_fields.get(envelope.code_field) == 0
+            ):
+                body[envelope.code_field] = int(code)  # Bybit sends retCode as a number
+            body["data" if "data" in self._top_keys() else "result"] = (
+                [] if "data" in self._top_keys() else {}
+            )
+            return body
+        if envelope.errors_field is not None:
+            return {envelope.errors_field: [message]}
+        if message.startswith("<html"):
+            return message
+        return {envelope.message_field or "message": message}
+
+    def _top_keys(self) -> set[str]:
+        keys = {str(self.rest.time.field_path[0])}
+        for market in self.rest.markets.values():
+            if market.candles.rows_path:
+                keys.add(str(market.candles.rows_path[0]))
+        return keys
+
+    def _respond(self, path: str, params: dict[str, str], fault: Fault | None) -> _Response:
+        spec = self.rest
+        if path == spec.time.path:
+            route: tuple[str, RestMarketSpec | None, Any, str | None] = ("time", None, None, None)
+            group = spec.time.rate_limit
+        else:
+            found = self._match(path, params)
+            if found is None:
+                return _Response(404, {"message": f"Unknown endpoint {path}"})
+            route = found
+            group = found[2].rate_limit
+        weight = 1 if route[0] == "time" else route[2].weight
+        allowed = self._charge_group(group, weight)
+        if fault is not None and fault.kind == "status":
+            body = fault.body
+            if body is None:
+                if fault.code == 429:
+                    _, code, message = _OVER_BUDGET[self.venue]
+                    body = self._error_body(code, message)
+                else:
+                    body = _default_body(fault.code)
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            return _Response(fault.code, body, headers)
+        if not allowed:
+            return self._error(_OVER_BUDGET)
+        with self._lock:
+            now_ms = self._now_ms
+        kind, market, endpoint, symbol = route
+        try:
+            if kind == "time":
+                return _Response(200, self._time_body(now_ms))
+            assert market is not None and symbol is not None
+            if kind == "candles":
+                return _Response(
+                    200, self._candle_page(market, endpoint, symbol, params, now_ms, fault)
+                )
+            return _Response(200, self._funding_page(endpoint, symbol, params, now_ms))
+        except _WireError as exc:
+            return self._error(exc.table, exc.detail)
+
+    def _match(
+        self, path: str, params: dict[str, str]
+    ) -> tuple[str, RestMarketSpec, Any, str | None] | None:
+        candidates = []
+        for pattern, kind, market, endpoint in self._routes:
+            matched = pattern.match(path)
+            if matched is None:
+                continue
+            if any(params.get(k) != v for k, v in endpoint.fixed_params.items()):
+                continue
+            symbol = matched.groupdict().get("symbol") or params.get(endpoint.symbol_param or "")
+            candidates.append((kind, market, endpoint, symbol))
+        for candidate in candidates:
+            kind, market, _, symbol = candidate
+            if kind == "funding" or (market.market, symbol) in self._symbols:
+                return candidate
+        if candidates:
+            kind, market, endpoint, symbol = candidates[0]
+            return kind, market, endpoint, symbol or ""
+        return None
+
+    def _time_body(self, now_ms: int) -> Any:
+        spec = self.rest.time
+        value: Any = (
+            now_ms
+            if spec.unit == "ms"
+            else (now_ms // 1000 if now_ms % 1000 == 0 else now_ms / 1000)
+        )
+        if spec.as_string:
+            value = str(value)
+        for step in reversed(spec.field_path):
+            value = [value] if isinstance(step, int) else {step: value}
+        if isinstance(value, dict):
+            value = {**self.rest.success_fields, **value}
+        return value
+
+    def _bounds(
+        self,
+        params: dict[str, str],
+        start_param: str | None,
+        end_param: str | None,
+        unit: Any,
+        exclusive: bool,
+    ) -> tuple[int | None, int | None]:
+        """Inclusive [lo, hi] in ms from the wire parameters."""
+        lo = hi = None
+        try:
+            if start_param and params.get(start_param):
+                lo = parse_wire_time(params[start_param], unit) + (1 if exclusive else 0)
+            if end_param and params.get(end_param):
+                hi = parse_wire_time(params[end_param], unit) - (1 if exclusive else 0)
+        except ValueError:
+            raise _WireError(_BAD_PARAM, "time") from None
+        return lo, hi
+
+    def _candle_page(
+        self,
+        market: RestMarketSpec,
+        endpoint: CandleEndpoint,
+        symbol: str,
+        params: dict[str, str],
+        now_ms: int,
+        fault: Fault | None,
+    ) -> Any:
+        if (market.market, symbol) not in self._symbols:
+            raise _WireError(_BAD_SYMBOL)
+        by_wire = {wire: ours for ours, wire in endpoint.intervals.items()}
+        interval = by_wire.get(params.get(endpoint.interval_param, ""))
+        if interval is None:
+            raise _WireError(_BAD_PARAM, endpoint.interval_param)
+        limit = endpoint.max_limit
+        if endpoint.limit_param and params.get(endpoint.limit_param):
+            try:
+                limit = int(params[endpoint.limit_param])
+            except ValueError:
+                raise _WireError(_BAD_PARAM, "limit") from None
+            if not 1 <= limit <= endpoint.max_limit:
+                raise _WireError(_BAD_PARAM, "limit")
+        lo, hi = self._bounds(
+            params,
+            endpoint.start_param,
+            endpoint.end_param,
+            endpoint.time_unit,
+            endpoint.exclusive_bounds,
+        )
+        series = self._load_series(market.market, symbol, interval)
+        step = interval_ms(interval)
+        if (
+            endpoint.range_over_limit_is_error
+            and lo is not None
+            and hi is not None
+            and (hi - lo) // step + 1 > endpoint.max_limit
+        ):
+            raise _WireError(_BAD_PARAM)
+        picked: list[int] = []
+        if series is not None:
+            a, b = 0, bisect.bisect_right(series.times, now_ms)
+            if endpoint.history_bars is not None:
+                oldest = (now_ms // step - (endpoint.history_bars - 1)) * step
+                a = bisect.bisect_left(series.times, oldest)
+            if lo is not None:
+                a = max(a, bisect.bisect_left(series.times, lo))
+            if hi is not None:
+                b = min(b, bisect.bisect_right(series.times, hi))
+            hidden: set[int] = set()
+            if fault is not None and fault.kind == "drop_candles":
+                hidden = {datetime_to_ms(t) for t in fault.open_times}
+            picked = [i for i in range(a, b) if series.times[i] not in hidden]
+            # Newest-first venues (and any venue asked without a start) give the newest rows.
+            newest = endpoint.newest_first or lo is None
+            picked = picked[-limit:] if newest else picked[:limit]
+            picked = _apply_row_faults(picked, fault)
+            if endpoint.newest_first:
+                picked = picked[::-1]
+        rows = (
+            []
+            if series is None
+            else [self._venue_row(series, i, now_ms, endpoint.rows) for i in picked]
+        )
+        return self._wrap(endpoint.rows_path, rows, market, symbol, series, now_ms)
+
+    def _venue_row(self, series: _Series, i: int, now_ms: int, layout: Rows) -> list[Any]:
+        open_ms, step = series.times[i], series.step_ms
+        c = series.columns
+        closed = open_ms + step <= now_ms
+        fraction = 1.0 if closed else (now_ms - open_ms) / step
+        if closed:
+            o, h, low, close = c["open"][i], c["high"][i], c["low"][i], c["close"][i]
+        else:
+            o = h = low = close = c["open"][i]
+        volume, quote = c["volume"][i], c["quote_volume"][i]
+        volume = None if volume is None else volume * fraction
+        quote = None if quote is None else quote * fraction
+        trades = c["trades"][i]
+        trades = 0 if trades is None else int(trades * fraction)
+
+        def num(value: float | None) -> Any:
+            if layout.numbers_as_strings:
+                return _dec(value)
+            return 0.0 if value is None else float(value)
+
+        row: list[Any] = [num(None)] * layout.width
+        stamp = open_ms // 1000 if layout.time_unit == "s" else open_ms
+        row[layout.time] = str(stamp) if layout.time_as_string else stamp
+        for index, value in (
+            (layout.open, o),
+            (layout.high, h),
+            (layout.low, low),
+            (layout.close, close),
+            (layout.volume, volume),
+            (layout.quote_volume, quote),
+            (layout.vwap, close),
+        ):
+            if index is not None:
+                row[index] = num(value)
+        if layout.trades is not None:
+            row[layout.trades] = trades
+        if layout.closed_flag is not None:
+            row[layout.closed_flag] = layout.closed_value if closed else "0"
+        return row
+
+    def _wrap(
+        self,
+        rows_path: Sequence[Any],
+        rows: list[Any],
+        market: RestMarketSpec,
+        symbol: str,
+        series: _Series | None,
+        now_ms: int,
+    ) -> Any:
+        if not rows_path:
+            return rows
+        value: Any = rows
+        for depth, step in enumerate(reversed(rows_path)):
+            if step == "*":
+                inner: dict[str, Any] = {symbol: value}
+                if series is not None and series.times:
+                    # Kraken's `last`: the newest committed (closed) candle's time, seconds.
+                    closed = [t for t in series.times[-3:] if t + series.step_ms <= now_ms]
+                    inner["last"] = (closed[-1] if closed else series.times[0]) // 1000
+                value = inner
+            elif depth == 0 and step == "list":
+                category = next(iter(market.candles.fixed_params.values()), market.market)
+                value = {"symbol": symbol, "category": category, "list": value}
+            else:
+                value = {step: value}
+        return {
+            **self.rest.success_fields,
+            **value,
+            **({"time": now_ms} if "retCode" in self.rest.success_fields else {}),
+        }
+
+    def _funding_page(
+        self, endpoint: FundingEndpoint, symbol: str, params: dict[str, str], now_ms: int
+    ) -> Any:
+        if symbol not in set(self._funding["symbol"].to_list()):
+            raise _WireError(_BAD_SYMBOL)
+        if (
+            endpoint.start_param
+            and params.get(endpoint.start_param)
+            and not params.get(endpoint.end_param)
+        ):
+            # Bybit: startTime alone is an error.
+            raise _WireError(_BAD_PARAM, "startTime without endTime")
+        limit = int(params.get(endpoint.limit_param) or endpoint.max_limit)
+        if not 1 <= limit <= endpoint.max_limit:
+            raise _WireError(_BAD_PARAM, "limit")
+        lo, hi = self._bounds(
+            params, endpoint.start_param, endpoint.end_param, "ms", endpoint.exclusive_bounds
+        )
+        frame = self._funding.filter((pl.col("symbol") == symbol) & (pl.col("ts") <= now_ms))
+        if lo is not None:
+            frame = frame.filter(pl.col("ts") >= lo)
+        if hi is not None:
+            frame = frame.filter(pl.col("ts") <= hi)
+        frame = frame.sort("ts", descending=True).head(limit)
+        rows = [
+            {
+                **({endpoint.symbol_field: symbol} if endpoint.symbol_field else {}),
+                endpoint.time_field: str(ts),
+                "fundingRate": _dec(rate),
+                endpoint.rate_field: _dec(rate),
+            }
+            for ts, rate in frame.select("ts", "rate").iter_rows()
+        ]
+        value: Any = rows
+        for depth, step in enumerate(reversed(endpoint.rows_path)):
+            if depth == 0 and step == "list":
+                value = {"category": endpoint.fixed_params.get("category", ""), "list": value}
+            else:
+                value = {step: value}
+        return {**self.rest.success_fields, **value}
+
+
+class _WireError(Exception):
+    def __init__(self, table: Mapping[str, tuple[int, str | None, str]], detail: str = "") -> None:
+        super().__init__(detail)
+        self.table, self.detail = table, detail
+
+
+def make_replay(
+    venue: str,
+    candles: pl.DataFrame,
+    funding: pl.DataFrame | None = None,
+    *,
+    now: datetime,
+    spec: RestVenueSpec | None = None,
+    **options: Any,
+) -> ReplayExchange:
+    """A replay exchange speaking `venue`'s wire format ("binance", "bybit", "okx", ...)."""
+    if venue == "binance":
+        return ReplayExchange(candles, funding, now=now, **options)
+    if spec is None:
+        from flows.exchanges import REST_SPECS
+
+        spec = REST_SPECS.get(venue)
+    if spec is None:
+        raise ValueError(f"no replay for venue {venue!r}")
+    return VenueReplay(spec, candles, funding, now=now, **options)
 
 
 # -- data files ------------------------------------------------------------------------------------
