@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,9 +14,19 @@ import pytest
 
 from flows.exchanges import make_exchange
 from flows.exchanges.base import Exchange
-from flows.exchanges.replay import ReplayExchange, load_candle_files, load_funding_files
+from flows.exchanges.replay import (
+    ReplayExchange,
+    load_candle_files,
+    load_funding_files,
+    make_replay,
+)
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+# ../shared/data next to the checkout; HEDGEWATCH_SHARED_DATA points elsewhere (e.g. a worktree).
+DATA = Path(
+    os.environ.get(
+        "HEDGEWATCH_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    )
+)
 SPOT_BTC = DATA / "candles" / "binance_spot_1h_BTCUSDT_2024-01_2026-01.csv.gz"
 SPOT_MAJORS = DATA / "candles" / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
 PERP = DATA / "candles" / "binance_usdm_perp_1h_2020-01_2024-04.csv.gz"
@@ -104,3 +116,74 @@ def client(replay: ReplayExchange, clock: FakeClock) -> Iterator[Exchange]:
     )
     yield exchange
     exchange.close()
+
+
+# -- every venue over the same contract ------------------------------------------------------------
+
+VENUES = ("binance", "bybit", "okx", "coinbase", "kraken")
+# The venue's own symbol for the stored Binance series (market, symbol) -> venue symbol.
+VENUE_SYMBOLS: dict[str, dict[tuple[str, str], str]] = {
+    "binance": {("spot", "BTCUSDT"): "BTCUSDT", ("perp", "BTCUSDT"): "BTCUSDT"},
+    "bybit": {("spot", "BTCUSDT"): "BTCUSDT", ("perp", "BTCUSDT"): "BTCUSDT"},
+    "okx": {("spot", "BTCUSDT"): "BTC-USDT", ("perp", "BTCUSDT"): "BTC-USDT-SWAP"},
+    "coinbase": {("spot", "BTCUSDT"): "BTC-USD"},
+    "kraken": {("spot", "BTCUSDT"): "XXBTZUSD"},
+}
+
+
+def relabel(
+    venue: str, candles: pl.DataFrame, funding: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The stored Binance series under `venue`'s own symbols (real prices, venue's labels)."""
+    mapping = VENUE_SYMBOLS[venue]
+    parts = [
+        candles.filter((pl.col("market") == market) & (pl.col("symbol") == symbol)).with_columns(
+            pl.lit(own).alias("symbol")
+        )
+        for (market, symbol), own in mapping.items()
+    ]
+    perp = mapping.get(("perp", "BTCUSDT"))
+    rates = funding.filter((pl.col("exchange") == "binance") & (pl.col("symbol") == "BTCUSDT"))
+    rates = rates.with_columns(pl.lit(venue).alias("exchange"), pl.lit(perp or "-").alias("symbol"))
+    return pl.concat(parts), rates
+
+
+@dataclass
+class VenueCase:
+    venue: str
+    replay: ReplayExchange
+    client: Exchange
+    clock: FakeClock
+    spot: str
+    perp: str | None
+
+
+@pytest.fixture(params=VENUES)
+def venue_case(
+    request: pytest.FixtureRequest,
+    stored_candles: pl.DataFrame,
+    stored_funding: pl.DataFrame,
+    clock: FakeClock,
+) -> Iterator[VenueCase]:
+    venue = request.param
+    candles, funding = relabel(venue, stored_candles, stored_funding)
+    with make_replay(venue, candles, funding, now=NOW, weight_clock=clock.time) as server:
+        exchange = make_exchange(
+            venue,
+            venue=venue,
+            base_urls=server.base_urls,
+            timeout_s=5.0,
+            max_attempts=4,
+            sleep=clock.sleep,
+            clock=clock.time,
+        )
+        symbols = VENUE_SYMBOLS[venue]
+        yield VenueCase(
+            venue,
+            server,
+            exchange,
+            clock,
+            symbols[("spot", "BTCUSDT")],
+            symbols.get(("perp", "BTCUSDT")),
+        )
+        exchange.close()
