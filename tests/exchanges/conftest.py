@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -158,6 +160,46 @@ class VenueCase:
     perp: str | None
 
 
+@contextmanager
+def open_case(
+    venue: str,
+    candles: pl.DataFrame,
+    funding: pl.DataFrame,
+    clock: FakeClock,
+    *,
+    spec: Any = None,
+    max_attempts: int = 4,
+) -> Iterator[VenueCase]:
+    """A replay speaking `venue` (with `spec`'s facts, when given) and that venue's client."""
+    own_candles, own_funding = relabel(venue, candles, funding)
+    options: dict[str, Any] = {} if spec is None else {"spec": spec}
+    with make_replay(
+        venue, own_candles, own_funding, now=NOW, weight_clock=clock.time, **options
+    ) as server:
+        exchange = make_exchange(
+            venue,
+            venue=venue,
+            base_urls=server.base_urls,
+            timeout_s=5.0,
+            max_attempts=max_attempts,
+            sleep=clock.sleep,
+            clock=clock.time,
+            **options,
+        )
+        symbols = VENUE_SYMBOLS[venue]
+        try:
+            yield VenueCase(
+                venue,
+                server,
+                exchange,
+                clock,
+                symbols[("spot", "BTCUSDT")],
+                symbols.get(("perp", "BTCUSDT")),
+            )
+        finally:
+            exchange.close()
+
+
 @pytest.fixture(params=VENUES)
 def venue_case(
     request: pytest.FixtureRequest,
@@ -165,25 +207,20 @@ def venue_case(
     stored_funding: pl.DataFrame,
     clock: FakeClock,
 ) -> Iterator[VenueCase]:
-    venue = request.param
-    candles, funding = relabel(venue, stored_candles, stored_funding)
-    with make_replay(venue, candles, funding, now=NOW, weight_clock=clock.time) as server:
-        exchange = make_exchange(
-            venue,
-            venue=venue,
-            base_urls=server.base_urls,
-            timeout_s=5.0,
-            max_attempts=4,
-            sleep=clock.sleep,
-            clock=clock.time,
-        )
-        symbols = VENUE_SYMBOLS[venue]
-        yield VenueCase(
-            venue,
-            server,
-            exchange,
-            clock,
-            symbols[("spot", "BTCUSDT")],
-            symbols.get(("perp", "BTCUSDT")),
-        )
-        exchange.close()
+    with open_case(request.param, stored_candles, stored_funding, clock) as case:
+        yield case
+
+
+@pytest.fixture
+def case_for(
+    stored_candles: pl.DataFrame, stored_funding: pl.DataFrame, clock: FakeClock
+) -> Iterator[Callable[..., VenueCase]]:
+    """Open a case for a named venue inside a test: case_for("okx", spec=...)."""
+    with ExitStack() as stack:
+
+        def opener(venue: str, **options: Any) -> VenueCase:
+            return stack.enter_context(
+                open_case(venue, stored_candles, stored_funding, clock, **options)
+            )
+
+        yield opener
