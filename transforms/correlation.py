@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import combinations
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -75,7 +77,8 @@ def history_start(since: datetime, window_hours: int) -> datetime:
     if window_hours < 1:
         raise ValueError(f"window_hours must be >= 1, got {window_hours}")
     first = since_hour(check_since(since) or since)
-    return hour_start(((first - window_hours + 1) // window_hours) * window_hours)
+    # The chunk before the first output's chunk: the all-pairs path centres on both.
+    return hour_start((first // window_hours - 1) * window_hours)
 
 
 def pair_moments(
@@ -89,89 +92,71 @@ def pair_moments(
 
     The window ending at open_time t holds the hours t - (window_hours - 1) h .. t; an hour counts
     when both columns are finite there. `wide` rows must sit on whole UTC hours; they need not be
-    contiguous (absent hours are missing observations).
+    contiguous (absent hours are missing observations). Each value depends only on the hours up to
+    its own, so a later run with more hours reproduces it bit for bit.
     """
     if window_hours < 1:
         raise ValueError(f"window_hours must be >= 1, got {window_hours}")
-    since = check_since(since)
     columns = list(dict.fromkeys(name for pair in pairs for name in pair))
-    unknown = [c for c in columns if c not in wide.columns or c == OPEN_TIME]
-    if unknown:
-        raise ValueError(f"wide has no column(s) {unknown} (columns: {wide.columns})")
-    frame = utc_open_time(wide.select(OPEN_TIME, *columns), "wide").sort(OPEN_TIME)
-    if frame[OPEN_TIME].null_count():
-        raise ValueError("wide.open_time has nulls")
-    hours_s, aligned = hour_index(frame[OPEN_TIME])
-    if not aligned:
-        raise ValueError("wide.open_time must fall on whole UTC hours")
-    if hours_s.is_duplicated().any():
-        raise ValueError("wide.open_time has duplicates")
-
-    chunk = window_hours
-    hours = hours_s.to_numpy().astype(np.int64)
-    keep = np.ones(len(hours), dtype=bool)
-    out = np.ones(len(hours), dtype=bool)
-    if since is not None:
-        first_out = since_hour(since)
-        # Start at a chunk boundary so every chunk (and its mean) matches a full computation.
-        keep = hours >= ((first_out - window_hours + 1) // chunk) * chunk
-        out = hours >= first_out
-    out_times = frame[OPEN_TIME].filter(pl.Series(out))
-    n_pairs, n_rows = len(pairs), int(out.sum())
+    dense, out_hours, out_times = _dense_hours(wide, columns, window_hours, since)
+    n_pairs, n_rows, w = len(pairs), len(out_hours), window_hours
     if n_rows == 0 or n_pairs == 0:
         empty_f = np.zeros((n_pairs, n_rows))
         empty_b = np.zeros((n_pairs, n_rows), dtype=bool)
         empty_i = np.zeros((n_pairs, n_rows), dtype=np.int64)
         return PairMoments(out_times, empty_i, empty_f, empty_f, empty_f, empty_b, empty_b)
-
-    hours_kept = hours[keep]
-    base = (int(hours_kept[0]) // chunk) * chunk
-    n_chunks = (int(hours_kept[-1]) - base) // chunk + 1
-    flat = np.full((len(columns), n_chunks * chunk), np.nan)
-    for i, name in enumerate(columns):
-        flat[i, hours_kept - base] = frame[name].cast(pl.Float64).to_numpy()[keep]
-    values = flat.reshape(len(columns), n_chunks, chunk)
-    finite = np.isfinite(values)
-    counts = finite.sum(axis=2)
-    # cumsum is sequential, so each chunk's total is independent of what surrounds it.
-    totals = np.cumsum(np.where(finite, values, 0.0), axis=2)[..., -1]
-    shift = np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
-
-    t = hours[out] - base
-    g = _Geometry(t=t, s=np.maximum(t - window_hours + 1, 0), chunk=chunk)
-    col_index = {name: i for i, name in enumerate(columns)}
-    ia = np.array([col_index[a] for a, _ in pairs], dtype=np.int64)
-    ib = np.array([col_index[b] for _, b in pairs], dtype=np.int64)
-    centred = np.where(finite, values - shift[..., None], 0.0)
-
-    # Pairs whose legs miss the same hours share each leg's sums; only the cross term is per pair.
-    mask_id = _mask_ids(finite)
-    same = mask_id[ia] == mask_id[ib]
-    legs = _leg(centred, finite, shift, g)
-
+    pos = (out_hours - dense.base_hour).astype(np.int64)
+    chunks, which = np.unique(pos // w, return_inverse=True)
+    r = pos % w
+    rows = dense.rows.reshape(-1, w, len(columns))
+    blocks = np.concatenate([rows[chunks - 1], rows[chunks]], axis=1)  # (blocks, 2w, columns)
+    present = ~np.isnan(blocks)
+    u = np.where(present, blocks - _past_shift(blocks, present, w)[:, None, :], 0.0)
+    col = {name: i for i, name in enumerate(columns)}
+    out = {k: np.zeros((n_pairs, n_rows)) for k in ("cxx", "cyy", "cxy")}
     n_obs = np.zeros((n_pairs, n_rows), dtype=np.int64)
-    cxx, cyy, cxy = (np.zeros((n_pairs, n_rows)) for _ in range(3))
     x_ok, y_ok = (np.zeros((n_pairs, n_rows), dtype=bool) for _ in range(2))
-    batch = max(1, _BATCH_ELEMENTS // (n_chunks * chunk))
-    for shared in (True, False):
-        chosen = np.flatnonzero(same == shared)
-        for lo in range(0, len(chosen), batch):
-            rows = chosen[lo : lo + batch]
-            sel_a, sel_b = ia[rows], ib[rows]
-            if shared:
-                leg_x, leg_y = legs.take(sel_a), legs.take(sel_b)
-                u, v = centred[sel_a], centred[sel_b]
-            else:
-                both = finite[sel_a] & finite[sel_b]
-                u = np.where(both, centred[sel_a], 0.0)
-                v = np.where(both, centred[sel_b], 0.0)
-                leg_x = _leg(u, both, shift[sel_a], g)
-                leg_y = _leg(v, both, shift[sel_b], g)
-            n_obs[rows] = leg_x.n
-            cxx[rows], x_ok[rows] = leg_x.css, leg_x.ok
-            cyy[rows], y_ok[rows] = leg_y.css, leg_y.ok
-            cxy[rows] = _cross(leg_x, leg_y, _window_sums(u * v, g))
-    return PairMoments(out_times, n_obs, cxx, cyy, cxy, x_ok, y_ok)
+    for p, (a, b) in enumerate(pairs):
+        both = present[..., col[a]] & present[..., col[b]]
+        x = np.where(both, u[..., col[a]], 0.0)
+        y = np.where(both, u[..., col[b]], 0.0)
+        n = _window_diff(np.cumsum(both, axis=1, dtype=np.int64), w, axis=1)
+        nf = np.maximum(n, 1).astype(np.float64)
+        sx = _window_diff(np.cumsum(x, axis=1), w, axis=1)
+        sy = _window_diff(np.cumsum(y, axis=1), w, axis=1)
+        sxx = _window_diff(np.cumsum(x * x, axis=1), w, axis=1)
+        syy = _window_diff(np.cumsum(y * y, axis=1), w, axis=1)
+        sxy = _window_diff(np.cumsum(x * y, axis=1), w, axis=1)
+        cxx = np.maximum(sxx - sx * sx / nf, 0.0)
+        cyy = np.maximum(syy - sy * sy / nf, 0.0)
+        cxy = sxy - (sx * sy) / nf
+        at = (which, r)
+        n_obs[p], out["cxx"][p], out["cyy"][p], out["cxy"][p] = n[at], cxx[at], cyy[at], cxy[at]
+        x_ok[p] = _moving(cxx, sxx, n)[at]
+        y_ok[p] = _moving(cyy, syy, n)[at]
+    return PairMoments(out_times, n_obs, out["cxx"], out["cyy"], out["cxy"], x_ok, y_ok)
+
+
+def _moving(css: FloatArray, squares: FloatArray, n: IntArray) -> BoolArray:
+    """Whether a centred sum of squares stands out from rounding noise and a pegged price."""
+    return (css > RELATIVE_VARIANCE_FLOOR * squares) & (css > n * MIN_STD**2)
+
+
+def _past_shift(blocks: FloatArray, present: BoolArray, w: int) -> FloatArray:
+    """Per block and column, a value to centre on that only uses hours before each output.
+
+    The mean of the first chunk (entirely before every window end in the second), or, when that
+    chunk is empty, the first value of the second chunk (no window holds data before it).
+    """
+    first = present[..., :w, :]
+    counts = first.sum(axis=-2)
+    total = np.where(first, blocks[..., :w, :], 0.0).sum(axis=-2)
+    mean = np.divide(total, counts, out=np.zeros(total.shape), where=counts > 0)
+    second = present[..., w:, :]
+    lead = np.argmax(second, axis=-2)
+    lead_value = np.take_along_axis(blocks[..., w:, :], lead[..., None, :], axis=-2)[..., 0, :]
+    fallback = np.where(second.any(axis=-2), lead_value, 0.0)
+    return np.where(counts > 0, mean, fallback)
 
 
 def _mask_ids(finite: BoolArray) -> IntArray:
@@ -182,116 +167,253 @@ def _mask_ids(finite: BoolArray) -> IntArray:
     )
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """Where each output window starts (s) and ends (t) in the flattened (chunks, chunk) layout.
-
-    Because chunk == window_hours, a window covers the tail of chunk s // chunk (part a) and, when
-    it crosses a boundary, the head of chunk t // chunk (part b).
-    """
-
-    t: IntArray
-    s: IntArray
-    chunk: int
-
-    @property
-    def ks(self) -> IntArray:
-        return self.s // self.chunk
-
-    @property
-    def kt(self) -> IntArray:
-        return self.t // self.chunk
-
-    @property
-    def split(self) -> BoolArray:
-        return self.ks != self.kt
-
-
-@dataclass(frozen=True)
-class _Sums:
-    """Window sums split into part a (first chunk) and part b (second chunk, zero if none)."""
-
-    a: FloatArray
-    b: FloatArray
-    scale: FloatArray  # sum over both whole chunks: the magnitude rounding errors scale with
-
-
-def _window_sums(values: FloatArray, g: _Geometry) -> _Sums:
-    """Sums of `values` (..., chunks, chunk) over each window, each part taken inside one chunk."""
-    cum = np.cumsum(values, axis=-1)
-    flat = cum.reshape(*cum.shape[:-2], -1)
-    totals = cum[..., -1]
-    split = g.split
-    end_a = np.where(split, g.ks * g.chunk + g.chunk - 1, g.t)
-    has_prev = g.s % g.chunk != 0
-    before = np.where(has_prev, flat[..., np.where(has_prev, g.s - 1, 0)], 0.0)
-    part_b = np.where(split, flat[..., g.t], 0.0)
-    scale = totals[..., g.ks] + np.where(split, totals[..., g.kt], 0.0)
-    return _Sums(a=flat[..., end_a] - before, b=part_b, scale=scale)
-
-
-@dataclass(frozen=True)
-class _Leg:
-    """One leg over each window, in the factors its centred sums are built from.
-
-    With part sums S_a, S_b over n_a, n_b hours and Chan's delta d between the parts' means:
-    root_a = S_a / sqrt(n_a), root_b = S_b / sqrt(n_b), step = d * sqrt(n_a n_b / n), so that
-    css = (SS_a - root_a^2) + (SS_b - root_b^2) + step^2 and the cross sums use the same factors.
-    """
-
-    n: IntArray
-    root_a: FloatArray
-    root_b: FloatArray
-    step: FloatArray
-    css: FloatArray
-    ok: BoolArray
-
-    def take(self, index: IntArray) -> _Leg:
-        return _Leg(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
-
-
-def _leg(centred: FloatArray, present: BoolArray, shift: FloatArray, g: _Geometry) -> _Leg:
-    # Counts in float64 are exact far beyond any realistic number of hours.
-    counts = _window_sums(present.astype(np.float64), g)
-    sums = _window_sums(centred, g)
-    squares = _window_sums(centred * centred, g)
-    n_a, n_b = counts.a, counts.b
-    n = n_a + n_b
-    safe_a, safe_b = np.maximum(n_a, 1.0), np.maximum(n_b, 1.0)
-    both_parts = (n_a > 0) & (n_b > 0)
-    # Chan et al.: merge the two parts' centred sums through the difference of their means.
-    delta = (shift[..., g.kt] - shift[..., g.ks]) + (sums.b / safe_b - sums.a / safe_a)
-    weight = n_a * n_b / np.maximum(n, 1.0)
-    step = np.where(both_parts, delta * np.sqrt(weight), 0.0)
-    root_a, root_b = sums.a / np.sqrt(safe_a), sums.b / np.sqrt(safe_b)
-    css = np.maximum(_combine(squares, root_a, root_a, root_b, root_b, step, step), 0.0)
-    ok = (css > RELATIVE_VARIANCE_FLOOR * squares.scale) & (css > n * MIN_STD**2)
-    return _Leg(n.astype(np.int64), root_a, root_b, step, css, ok)
-
-
-def _combine(
-    products: _Sums,
-    x_a: FloatArray,
-    y_a: FloatArray,
-    x_b: FloatArray,
-    y_b: FloatArray,
-    x_step: FloatArray,
-    y_step: FloatArray,
-) -> FloatArray:
-    return (products.a - x_a * y_a) + (products.b - x_b * y_b) + x_step * y_step
-
-
-def _cross(x: _Leg, y: _Leg, products: _Sums) -> FloatArray:
-    """Centred cross-product sum; written symmetrically so cxy(a, b) == cxy(b, a) bit for bit."""
-    return _combine(products, x.root_a, y.root_a, x.root_b, y.root_b, x.step, y.step)
-
-
 def correlation_from_moments(m: PairMoments, min_obs: int) -> FloatArray:
     """Pearson r clipped to [-1, 1]; NaN where n_obs < min_obs or a variance is ~0."""
     valid = (m.n_obs >= min_obs) & m.x_ok & m.y_ok
     with np.errstate(invalid="ignore", divide="ignore"):
         r = m.cxy / (np.sqrt(m.cxx) * np.sqrt(m.cyy))
     return np.where(valid, np.clip(r, -1.0, 1.0), np.nan)
+
+
+@dataclass(frozen=True)
+class PairCorrelations:
+    """Rolling correlation of every pair of `columns`, pairs in `itertools.combinations` order.
+
+    corr and n_obs are (rows, pairs) arrays, one row per open_time; corr is NaN where invalid.
+    """
+
+    open_time: pl.Series
+    columns: tuple[str, ...]
+    corr: FloatArray
+    n_obs: npt.NDArray[np.int32]
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(combinations(self.columns, 2))
+
+    def pair_index(self, a: str, b: str) -> int:
+        """Position of the pair {a, b} (either order) in the pair axis."""
+        i, j = sorted((self.columns.index(a), self.columns.index(b)))
+        n = len(self.columns)
+        return i * n - i * (i + 1) // 2 + (j - i - 1)
+
+    def matrices(self) -> FloatArray:
+        """(rows, n, n) correlation matrices with a unit diagonal (NaN where a pair is invalid)."""
+        n = len(self.columns)
+        out = np.empty((len(self.open_time), n, n))
+        iu, ju = np.triu_indices(n, 1)
+        out[:, iu, ju] = self.corr
+        out[:, ju, iu] = self.corr
+        out[:, np.arange(n), np.arange(n)] = 1.0
+        return out
+
+
+def rolling_correlation_all(
+    wide: pl.DataFrame,
+    columns: Sequence[str],
+    window_hours: int,
+    min_obs: int,
+    *,
+    since: datetime | None = None,
+) -> PairCorrelations:
+    """Rolling Pearson correlation of all pairs of `columns`, vectorised across pairs.
+
+    Same definition as `rolling_correlation` (pairwise-complete trailing windows of hours, null
+    below min_obs or on a ~constant leg). The hours are cut into chunks of window_hours anchored
+    on the epoch; every window ending in chunk k lies in chunks k-1 and k, so both are centred on
+    their joint mean per column, and window sums of all cross products come from one cumulative
+    sum over those 2 * window_hours rows for a block of column pairs at a time. Pairs whose legs
+    miss different hours in a block are redone on their pairwise-complete hours.
+    """
+    check_window(window_hours, min_obs)
+    names = list(dict.fromkeys(columns))
+    values, out_hours, out_times = _dense_hours(wide, names, window_hours, since)
+    w = window_hours
+    n_cols, n_rows = len(names), len(out_hours)
+    n_pairs = n_cols * (n_cols - 1) // 2
+    if n_rows == 0 or n_pairs == 0:
+        return PairCorrelations(
+            out_times,
+            tuple(names),
+            np.zeros((n_rows, n_pairs)),
+            np.zeros((n_rows, n_pairs), dtype=np.int32),
+        )
+    # values rows are hours base .. base + len - 1 with base on a chunk boundary and chunk 0
+    # never holding an output: outputs start in chunk 1 or later.
+    first_grid = int(out_hours[0])
+    grid_rows = int(out_hours[-1]) - first_grid + 1
+    corr = np.empty((grid_rows, n_pairs))
+    n_obs = np.empty((grid_rows, n_pairs), dtype=np.int32)
+    base = values.base_hour
+    block = max(1, int(np.sqrt(_BLOCK_ELEMENTS / (2 * w))))
+    ia, ib = np.triu_indices(n_cols, 1)
+    tiles = _tiles(n_cols, block)
+    for k in range((first_grid - base) // w, (int(out_hours[-1]) - base) // w + 1):
+        x = values.rows[(k - 1) * w : (k + 1) * w]
+        # Output rows of this chunk, as positions in the chunk and in the grid-shaped result.
+        lo = max(k * w, first_grid - base)
+        hi = min((k + 1) * w, first_grid - base + grid_rows)
+        part = slice(lo - k * w, hi - k * w)
+        dest = slice(lo - (first_grid - base), hi - (first_grid - base))
+        _chunk_correlations(x, w, min_obs, part, dest, tiles, ia, ib, corr, n_obs)
+    if grid_rows != n_rows:
+        keep = (out_hours - first_grid).astype(np.int64)
+        corr, n_obs = corr[keep], n_obs[keep]
+    return PairCorrelations(out_times, tuple(names), corr, n_obs)
+
+
+# Work arrays of one pair block hold about this many float64 values (~1 MB: stays in cache).
+_BLOCK_ELEMENTS = 131_072
+
+
+@dataclass(frozen=True)
+class _Dense:
+    rows: FloatArray  # (hours, columns), NaN where absent; row 0 is hour base_hour
+    base_hour: int
+
+
+def _dense_hours(
+    wide: pl.DataFrame, names: list[str], window_hours: int, since: datetime | None
+) -> tuple[_Dense, IntArray, pl.Series]:
+    """Columns on a dense hourly grid from one chunk before the first output's chunk."""
+    since = check_since(since)
+    unknown = [c for c in names if c not in wide.columns or c == OPEN_TIME]
+    if unknown:
+        raise ValueError(f"wide has no column(s) {unknown} (columns: {wide.columns})")
+    frame = utc_open_time(wide.select(OPEN_TIME, *names), "wide").sort(OPEN_TIME)
+    if frame[OPEN_TIME].null_count():
+        raise ValueError("wide.open_time has nulls")
+    hours_s, aligned = hour_index(frame[OPEN_TIME])
+    if not aligned:
+        raise ValueError("wide.open_time must fall on whole UTC hours")
+    if hours_s.is_duplicated().any():
+        raise ValueError("wide.open_time has duplicates")
+    hours = hours_s.to_numpy().astype(np.int64)
+    out = np.ones(len(hours), dtype=bool) if since is None else hours >= since_hour(since)
+    out_hours = hours[out]
+    out_times = frame[OPEN_TIME].filter(pl.Series(out))
+    w = window_hours
+    if len(out_hours) == 0:
+        return _Dense(np.zeros((0, len(names))), 0), out_hours, out_times
+    base = (int(out_hours[0]) // w - 1) * w
+    keep = hours >= base
+    n_chunks = (int(hours[-1]) - base) // w + 1
+    rows = np.full((n_chunks * w, len(names)), np.nan)
+    at = hours[keep] - base
+    for i, name in enumerate(names):
+        rows[at, i] = frame[name].cast(pl.Float64).to_numpy()[keep]
+    rows[~np.isfinite(rows)] = np.nan
+    return _Dense(rows, base), out_hours, out_times
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """A block of rows i in [i0, i1) by columns j in [j0, j1) of the upper triangle."""
+
+    i0: int
+    i1: int
+    j0: int
+    j1: int
+    local: IntArray  # flat positions (i, j) with i < j inside the block
+    pairs: IntArray  # their pair numbers
+
+
+def _tiles(n: int, block: int) -> list[_Tile]:
+    tiles = []
+    for i0 in range(0, n - 1, block):
+        i1 = min(n, i0 + block)
+        for j0 in range(i0, n, block):
+            j1 = min(n, j0 + block)
+            ii, jj = np.meshgrid(np.arange(i0, i1), np.arange(j0, j1), indexing="ij")
+            upper = (ii < jj).reshape(-1)
+            if not upper.any():
+                continue
+            i, j = ii.reshape(-1)[upper], jj.reshape(-1)[upper]
+            pairs = i * n - i * (i + 1) // 2 + (j - i - 1)
+            tiles.append(_Tile(i0, i1, j0, j1, np.flatnonzero(upper), pairs))
+    return tiles
+
+
+def _chunk_correlations(
+    x: FloatArray,
+    w: int,
+    min_obs: int,
+    part: slice,
+    dest: slice,
+    tiles: list[_Tile],
+    ia: IntArray,
+    ib: IntArray,
+    corr: FloatArray,
+    n_obs: npt.NDArray[np.int32],
+) -> None:
+    """Correlations of every pair for the windows ending in one chunk (x: chunks k-1 and k)."""
+    present = ~np.isnan(x)
+    u = np.where(present, x - _past_shift(x, present, w), 0.0)
+    n, sums, _, inv_sd = _legs(u, present, w, min_obs)
+    n_obs[dest] = n[part][:, ia]
+    rows = part.stop - part.start
+    for tile in tiles:
+        ui, uj = u[:, tile.i0 : tile.i1], u[:, tile.j0 : tile.j1]
+        cum = np.cumsum(ui[:, :, None] * uj[:, None, :], axis=0)
+        sxy = cum[w:][part] - cum[:w][part]
+        si, sj = sums[part, tile.i0 : tile.i1], sums[part, tile.j0 : tile.j1]
+        # Written symmetrically in i and j so that corr(a, b) == corr(b, a) bit for bit.
+        cxy = (
+            sxy
+            - (si[:, :, None] * sj[:, None, :])
+            / np.maximum(n[part, tile.i0 : tile.i1], 1)[:, :, None]
+        )
+        scale = inv_sd[part, tile.i0 : tile.i1, None] * inv_sd[part, None, tile.j0 : tile.j1]
+        r = np.clip(cxy * scale, -1.0, 1.0).reshape(rows, -1)
+        corr[dest, tile.pairs] = r[:, tile.local]
+    # Pairs whose legs miss different hours of this block: redo them pairwise-complete.
+    if not present.all():
+        group = _mask_ids(present.T)
+        mixed = np.flatnonzero(group[ia] != group[ib])
+        for lo in range(0, len(mixed), _MIXED_BATCH):
+            sel = mixed[lo : lo + _MIXED_BATCH]
+            r, m = _pairwise_complete(u, present, ia[sel], ib[sel], w, min_obs)
+            corr[dest, sel] = r[part]
+            n_obs[dest, sel] = m[part]
+
+
+_MIXED_BATCH = 512
+
+
+def _window_diff(cum: npt.NDArray[Any], w: int, axis: int = 0) -> npt.NDArray[Any]:
+    """Sums over rows r+1 .. r+w of the 2w rows whose running sums are `cum`, for r < w."""
+    if axis == 0:
+        return cum[w:] - cum[:w]
+    return cum[:, w:] - cum[:, :w]
+
+
+def _legs(
+    u: FloatArray, present: BoolArray, w: int, min_obs: int
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    """Per column and window: count, centred sum, centred sum of squares, 1/sqrt(css) or NaN."""
+    counts = np.cumsum(present, axis=0, dtype=np.int64)
+    n: IntArray = counts[w:] - counts[:w]
+    squares = np.cumsum(u * u, axis=0)
+    sums = _window_diff(np.cumsum(u, axis=0), w)
+    nf = n.astype(np.float64)
+    css = np.maximum(_window_diff(squares, w) - sums * sums / np.maximum(nf, 1.0), 0.0)
+    ok = _moving(css, _window_diff(squares, w), n) & (n >= min_obs)
+    with np.errstate(divide="ignore"):
+        inv_sd = np.where(ok, 1.0 / np.sqrt(css), np.nan)
+    return n, sums, css, inv_sd
+
+
+def _pairwise_complete(
+    u: FloatArray, present: BoolArray, ia: IntArray, ib: IntArray, w: int, min_obs: int
+) -> tuple[FloatArray, IntArray]:
+    both = present[:, ia] & present[:, ib]
+    x = np.where(both, u[:, ia], 0.0)
+    y = np.where(both, u[:, ib], 0.0)
+    n, sx, _, isx = _legs(x, both, w, min_obs)
+    _, sy, _, isy = _legs(y, both, w, min_obs)
+    sxy = _window_diff(np.cumsum(x * y, axis=0), w)
+    cxy = sxy - (sx * sy) / np.maximum(n, 1)
+    return np.clip(cxy * (isx * isy), -1.0, 1.0), n
 
 
 def rolling_correlation(
@@ -324,11 +446,18 @@ def rolling_correlation_pairs(
 
     Rows are grouped by pair in the given order, then ascending open_time.
     """
-    check_window(window_hours, min_obs)
     pairs = [(a, b) for a, b in pairs]
-    m = pair_moments(wide, pairs, window_hours, since=since)
-    corr = correlation_from_moments(m, min_obs)
-    return long_frame(pairs, m.open_time, {"corr": corr}, m.n_obs)
+    columns = list(dict.fromkeys(name for pair in pairs for name in pair))
+    if any(a == b for a, b in pairs):
+        raise ValueError(f"a pair needs two different columns, got {pairs}")
+    every = rolling_correlation_all(wide, columns, window_hours, min_obs, since=since)
+    index = np.array([every.pair_index(a, b) for a, b in pairs], dtype=np.int64)
+    return long_frame(
+        pairs,
+        every.open_time,
+        {"corr": every.corr[:, index].T},
+        every.n_obs[:, index].T.astype(np.int64),
+    )
 
 
 def long_frame(
@@ -358,6 +487,7 @@ def long_frame(
 
 
 __all__ = [
+    "PairCorrelations",
     "PairMoments",
     "check_window",
     "correlation_from_moments",
@@ -365,5 +495,6 @@ __all__ = [
     "long_frame",
     "pair_moments",
     "rolling_correlation",
+    "rolling_correlation_all",
     "rolling_correlation_pairs",
 ]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
+
+FloatArray = npt.NDArray[np.float64]
 
 Z_95 = 1.96  # two-sided 95 %
 
@@ -62,3 +66,27 @@ def fisher_z_test_expr(
     se = (1.0 / (n1_e.cast(pl.Float64) - 3.0) + 1.0 / (n2_e.cast(pl.Float64) - 3.0)).sqrt()
     valid = (n1_e > 3) & (n2_e > 3) & (r1_e.abs() < 1.0) & (r2_e.abs() < 1.0)
     return pl.when(valid).then((r1_e.arctanh() - r2_e.arctanh()) / se)
+
+
+def fisher_ci_arrays(
+    r: FloatArray, n: npt.ArrayLike, z: float = Z_95
+) -> tuple[FloatArray, FloatArray]:
+    """Vectorised `fisher_ci`: NaN where r is NaN or n <= 3."""
+    n_f = np.asarray(n, dtype=np.float64)
+    valid = ~np.isnan(r) & (n_f > 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.arctanh(np.clip(r, -1.0, 1.0))
+        half = z / np.sqrt(n_f - 3.0)
+        lo, hi = np.tanh(centre - half), np.tanh(centre + half)
+    return np.where(valid, lo, np.nan), np.where(valid, hi, np.nan)
+
+
+def fisher_z_arrays(
+    r1: FloatArray, n1: npt.ArrayLike, r2: FloatArray, n2: npt.ArrayLike
+) -> FloatArray:
+    """Vectorised `fisher_z_test`: NaN where either n <= 3, an r is NaN or |r| = 1."""
+    n1_f, n2_f = np.asarray(n1, dtype=np.float64), np.asarray(n2, dtype=np.float64)
+    valid = (n1_f > 3) & (n2_f > 3) & (np.abs(r1) < 1.0) & (np.abs(r2) < 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = (np.arctanh(r1) - np.arctanh(r2)) / np.sqrt(1.0 / (n1_f - 3) + 1.0 / (n2_f - 3))
+    return np.where(valid, stat, np.nan)
