@@ -1,4 +1,5 @@
-"""Rolling metrics of a two-leg hedge: signed correlation, hedge ratios, effectiveness."""
+"""Rolling metrics of a two-leg hedge: signed correlation and its interval, hedge ratios,
+effectiveness, residual risk and the rebalance back to the min-variance ratio."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from transforms._time import OPEN_TIME
 from transforms.correlation import check_window, pair_moments
+from transforms.significance import Z_95, fisher_ci_arrays, fisher_z_arrays
 
 HEDGE_COLUMNS = (
     "hedge",
@@ -22,6 +25,12 @@ HEDGE_COLUMNS = (
     "held_ratio",
     "ratio_drift",
     "effectiveness",
+    "corr_ci_low",
+    "corr_ci_high",
+    "corr_baseline",
+    "break_z",
+    "residual_vol",
+    "rebalance",
 )
 
 
@@ -39,6 +48,7 @@ class HedgeSpec:
     hedge_side: int
     base_side: int
     held_ratio: float
+    base_units: float = 1.0  # size of the base leg; `rebalance` is in hedge units for this size
 
     def __post_init__(self) -> None:
         if self.base_side not in (1, -1) or self.hedge_side not in (1, -1):
@@ -48,6 +58,10 @@ class HedgeSpec:
             )
         if self.base == self.hedge:
             raise ValueError(f"hedge {self.name!r}: base and hedge are both {self.base!r}")
+        if not np.isfinite(self.base_units) or self.base_units <= 0:
+            raise ValueError(
+                f"hedge {self.name!r}: base_units must be finite and > 0, got {self.base_units}"
+            )
         if not np.isfinite(self.held_ratio) or self.held_ratio < 0:
             raise ValueError(
                 f"hedge {self.name!r}: held_ratio must be finite and >= 0, got {self.held_ratio}"
@@ -61,6 +75,9 @@ def hedge_metrics(
     min_obs: int,
     *,
     since: datetime | None = None,
+    baseline_hours: int | None = None,
+    baseline_min_obs: int | None = None,
+    z: float = Z_95,
 ) -> pl.DataFrame:
     """Rolling hedge metrics, one row per open_time of `wide` (>= since).
 
@@ -73,8 +90,46 @@ def hedge_metrics(
     - ratio_drift = min_var_ratio - held_ratio;
     - effectiveness = 1 - Var(base_side * r_b + hedge_side * held_ratio * r_h) / Var(r_b): 1 is a
       perfect hedge, 0 no reduction, negative when the hedge adds risk.
+    - corr_ci_low/high: Fisher z interval of correlation (two-sided, `z` standard errors);
+    - residual_vol: standard deviation (n - 1) of the held position's hourly log return,
+      base_side * r_b + hedge_side * held_ratio * r_h: the risk the hedge leaves;
+    - rebalance = base_units * ratio_drift: hedge units to add (+) or take off (-) so the hedge
+      leg holds the min-variance ratio again;
+    - corr_baseline: correlation over `baseline_hours` (the longest configured window) at the same
+      hour, and break_z the Fisher z statistic of correlation against it (null when this window is
+      the baseline, or without one).
     Metrics are null when n_obs < min_obs or a variance they divide by is ~0.
     """
+    check_window(window_hours, min_obs)
+    corr, n_obs, frame = _core(wide, spec, window_hours, min_obs, since)
+    lo, hi = fisher_ci_arrays(corr, n_obs, z)
+    baseline = np.full(len(corr), np.nan)
+    break_z = np.full(len(corr), np.nan)
+    if baseline_hours is not None:
+        base_min = baseline_min_obs if baseline_min_obs is not None else min_obs
+        if baseline_hours == window_hours:
+            baseline = corr
+        else:
+            baseline, base_n, _ = _core(wide, spec, baseline_hours, base_min, since)
+            break_z = fisher_z_arrays(corr, n_obs, baseline, base_n)
+    return frame.with_columns(
+        pl.Series("corr_ci_low", lo),
+        pl.Series("corr_ci_high", hi),
+        pl.Series("corr_baseline", baseline),
+        pl.Series("break_z", break_z),
+    ).select(
+        pl.col(name).fill_nan(None) if frame.schema.get(name, pl.Float64) == pl.Float64 else name
+        for name in HEDGE_COLUMNS
+    )
+
+
+def _core(
+    wide: pl.DataFrame,
+    spec: HedgeSpec,
+    window_hours: int,
+    min_obs: int,
+    since: datetime | None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], pl.DataFrame]:
     check_window(window_hours, min_obs)
     m = pair_moments(wide, [(spec.base, spec.hedge)], window_hours, since=since)
     n_obs, vb, vh, cov = m.n_obs[0], m.cxx[0], m.cyy[0], m.cxy[0]
@@ -89,13 +144,16 @@ def hedge_metrics(
         # Var(b*r_b + h*k*r_h) = Var(r_b) + k^2 Var(r_h) + 2*b*h*k Cov; the sides square away.
         hedged = np.maximum(vb + ratio * ratio * vh + 2.0 * sign * ratio * cov, 0.0)
         effectiveness = 1.0 - hedged / vb
+        residual_vol = np.sqrt(hedged / (n_obs - 1.0))
     corr = np.where(base_ok & hedge_ok, corr, np.nan)
     beta = np.where(hedge_ok, beta, np.nan)
     min_var_ratio = -sign * beta
     # A constant hedge leg adds no variance, so effectiveness only needs a moving base.
     effectiveness = np.where(base_ok, effectiveness, np.nan)
+    # The held position's variance needs both legs' sums, not their variances to be non-zero.
+    residual_vol = np.where(enough, residual_vol, np.nan)
 
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             "hedge": pl.Series([spec.name] * len(n_obs), dtype=pl.Utf8),
             "window_hours": pl.Series([window_hours] * len(n_obs), dtype=pl.Int64),
@@ -107,5 +165,8 @@ def hedge_metrics(
             "held_ratio": pl.Series([ratio] * len(n_obs), dtype=pl.Float64),
             "ratio_drift": min_var_ratio - ratio,
             "effectiveness": effectiveness,
+            "residual_vol": residual_vol,
+            "rebalance": spec.base_units * (min_var_ratio - ratio),
         }
-    ).with_columns(pl.col(pl.Float64).fill_nan(None))
+    )
+    return corr, n_obs, frame

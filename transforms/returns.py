@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -108,3 +108,75 @@ def to_wide(
             for n in names
         ),
     )
+
+
+def to_daily(wide: pl.DataFrame) -> pl.DataFrame:
+    """Daily log returns from a wide hourly frame, labelled by the UTC day's 00:00 open time.
+
+    A day's return is the sum of its 24 hourly log returns (the close-to-close move over the day);
+    null unless all 24 are present, so a gap never hides inside a daily figure.
+    """
+    frame = utc_open_time(wide, "wide")
+    names = [c for c in frame.columns if c != OPEN_TIME]
+    if frame.is_empty():
+        return frame
+    return (
+        frame.group_by(pl.col(OPEN_TIME).dt.truncate("1d"))
+        .agg(
+            *(
+                pl.when(pl.col(n).is_not_null().sum() == 24).then(pl.col(n).sum()).alias(n)
+                for n in names
+            )
+        )
+        .sort(OPEN_TIME)
+        .select(OPEN_TIME, *names)
+    )
+
+
+def add_funding(
+    wide: pl.DataFrame, funding: pl.DataFrame, perps: Mapping[str, tuple[str, str]]
+) -> pl.DataFrame:
+    """Add each funding payment to the hourly return of the perp it settles on, as a long holds it.
+
+    `perps` maps a column of `wide` to its (venue, symbol) in `funding` (venue, symbol,
+    funding_time, funding_rate). A payment settling at time T belongs to the hour whose candle
+    closes at T (open_time = T - 1 h, T rounded to the minute: venues stamp settlements a few ms
+    late). A long pays a positive rate, so the column gets -funding_rate; a short leg's sign flip
+    in the hedge turns that into the income it is. A payment on an hour without a return is dropped.
+    """
+    if not perps or funding.is_empty():
+        return wide
+    frame = utc_open_time(wide, "wide")
+    keys = pl.DataFrame(
+        [(col, venue, symbol) for col, (venue, symbol) in perps.items()],
+        schema={"column": pl.Utf8, "venue": pl.Utf8, "symbol": pl.Utf8},
+        orient="row",
+    )
+    paid = (
+        funding.join(keys, on=["venue", "symbol"])
+        .with_columns(
+            (
+                pl.col("funding_time")
+                .dt.convert_time_zone("UTC")
+                .dt.round("1m")
+                .dt.cast_time_unit("us")
+                - timedelta(hours=1)
+            )
+            .dt.truncate("1h")
+            .alias(OPEN_TIME),
+        )
+        .group_by("column", OPEN_TIME)
+        .agg(pl.col("funding_rate").cast(pl.Float64).sum())
+    )
+    for column in perps:
+        if column not in frame.columns:
+            raise ValueError(f"wide has no column {column!r} (columns: {frame.columns})")
+        rates = paid.filter(pl.col("column") == column).select(
+            OPEN_TIME, pl.col("funding_rate").alias("_rate")
+        )
+        frame = (
+            frame.join(rates, on=OPEN_TIME, how="left")
+            .with_columns((pl.col(column) - pl.col("_rate").fill_null(0.0)).alias(column))
+            .drop("_rate")
+        )
+    return frame

@@ -1,36 +1,129 @@
-"""Market stress in a basket: the average pairwise correlation over trailing hourly windows."""
+"""Market stress in a basket: average pairwise correlation, absorption ratio, the average
+correlation adjusted for volatility (Forbes–Rigobon), and each against its trailing baseline."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import combinations
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from transforms._time import OPEN_TIME
-from transforms.correlation import check_window, correlation_from_moments, pair_moments
+from transforms._time import OPEN_TIME, check_since, hour_index
+from transforms.correlation import (
+    MIN_STD,
+    PairCorrelations,
+    check_window,
+    pair_moments,
+    rolling_correlation_all,
+)
 
-BASKET_COLUMNS = ("basket", "window_hours", OPEN_TIME, "n_obs", "n_pairs", "avg_corr")
+FloatArray = npt.NDArray[np.float64]
+
+BASKET_COLUMNS = (
+    "basket",
+    "window_hours",
+    OPEN_TIME,
+    "n_obs",
+    "n_pairs",
+    "avg_corr",
+    "absorption_ratio",
+    "avg_corr_adj",
+    "avg_corr_baseline",
+    "avg_corr_z",
+    "absorption_z",
+)
+# A trailing baseline needs this share of its hours to have a value.
+BASELINE_COVERAGE = 0.5
+_MARKET = "__basket_market__"
 
 
 @dataclass(frozen=True)
 class BasketSpec:
-    """A named set of instruments whose pairwise correlations are averaged."""
+    """A named set of instruments whose pairwise correlations are averaged.
+
+    `absorption_k` eigenvectors make up the absorption ratio's numerator; by default about a fifth
+    of the members (at least one).
+    """
 
     name: str
     members: tuple[str, ...]
+    absorption_k: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
             raise ValueError(f"basket {self.name!r} needs at least 2 members, got {self.members}")
         if len(set(self.members)) != len(self.members):
             raise ValueError(f"basket {self.name!r} lists a member twice: {self.members}")
+        if self.absorption_k is not None and not 1 <= self.absorption_k <= len(self.members):
+            raise ValueError(
+                f"basket {self.name!r}: absorption_k must be between 1 and "
+                f"{len(self.members)}, got {self.absorption_k}"
+            )
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return list(combinations(self.members, 2))
+
+    @property
+    def k(self) -> int:
+        if self.absorption_k is not None:
+            return self.absorption_k
+        return max(1, round(len(self.members) / 5))
+
+
+def absorption_ratio(matrices: FloatArray, k: int) -> FloatArray:
+    """Share of total variance in the top k eigenvectors of each (n, n) correlation matrix.
+
+    The correlation matrix is the covariance of standardised returns, so its trace is n and the
+    ratio is the sum of the k largest eigenvalues over n. NaN where any entry is NaN.
+    """
+    rows, n, _ = matrices.shape
+    out = np.full(rows, np.nan)
+    complete = ~np.isnan(matrices).any(axis=(1, 2))
+    if complete.any():
+        eig = np.linalg.eigvalsh(matrices[complete])  # ascending
+        out[complete] = eig[:, n - k :].sum(axis=1) / n
+    return out
+
+
+def forbes_rigobon(corr: FloatArray, delta: FloatArray) -> FloatArray:
+    """rho / sqrt(1 + delta (1 - rho^2)), delta = Var(short window) / Var(baseline) - 1.
+
+    Removes the rise of correlation that higher volatility alone produces (Forbes & Rigobon
+    2002, "No contagion, only interdependence").
+    """
+    with np.errstate(invalid="ignore"):
+        return corr / np.sqrt(1.0 + delta * (1.0 - corr * corr))
+
+
+def trailing_zscore(values: FloatArray, hours: int) -> tuple[FloatArray, FloatArray]:
+    """(mean, z) of each value against the `hours` values before it (rows are consecutive hours).
+
+    NaN without enough history (fewer than BASELINE_COVERAGE of the hours have a value) or when
+    the baseline is ~constant.
+    """
+    n = len(values)
+    mean, z = np.full(n, np.nan), np.full(n, np.nan)
+    if n <= hours:
+        return mean, z
+    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], hours)  # rows hours..n-1
+    have = ~np.isnan(windows)
+    count = have.sum(axis=1)
+    enough = count >= max(2, int(np.ceil(BASELINE_COVERAGE * hours)))
+    safe = np.maximum(count, 2)
+    total = np.where(have, windows, 0.0).sum(axis=1)
+    m = total / safe
+    dev = np.where(have, windows - m[:, None], 0.0)
+    std = np.sqrt((dev * dev).sum(axis=1) / (safe - 1))
+    ok = enough & (std > MIN_STD)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z_tail = (values[hours:] - m) / std
+    mean[hours:] = np.where(enough, m, np.nan)
+    z[hours:] = np.where(ok, z_tail, np.nan)
+    return mean, z
 
 
 def basket_metrics(
@@ -40,34 +133,108 @@ def basket_metrics(
     min_obs: int,
     *,
     since: datetime | None = None,
+    baseline_hours: int = 720,
+    volatility_window_hours: int | None = None,
+    step_hours: int = 1,
 ) -> pl.DataFrame:
-    """Average pairwise Pearson correlation per open_time of `wide` (>= since).
+    """Basket stress per open_time of `wide` (>= since).
 
-    avg_corr is the mean over the member pairs that have a correlation in that window (n_pairs
-    of them; null when none). n_obs is the smallest pairwise-complete count among those pairs —
-    or among all pairs when none has a correlation — so it bounds the evidence behind avg_corr.
+    - avg_corr: mean Pearson correlation over the member pairs that have one (n_pairs of them);
+      n_obs is the fewest pairwise-complete hours among those pairs (or among all when none);
+    - absorption_ratio: share of variance in the top `spec.k` eigenvectors of the members'
+      correlation matrix (null unless every pair has a correlation);
+    - avg_corr_adj: mean of the Forbes–Rigobon adjusted pair correlations, with delta from the
+      variance of the equal-weight basket return in this window against
+      `volatility_window_hours` (the longest configured window; no adjustment when None or equal);
+    - avg_corr_baseline, avg_corr_z, absorption_z: trailing mean of avg_corr over the previous
+      `baseline_hours` hours, and z-scores of avg_corr and absorption_ratio against theirs.
+    `wide` must reach `baseline_hours` (plus a window) before `since` for the baseline columns.
+    With daily rows (`to_daily`), pass step_hours=24 so the baseline counts days, not hours.
     """
     check_window(window_hours, min_obs)
-    m = pair_moments(wide, spec.pairs, window_hours, since=since)
-    corr = correlation_from_moments(m, min_obs)
+    if baseline_hours < 2:
+        raise ValueError(f"baseline_hours must be >= 2, got {baseline_hours}")
+    since = check_since(since)
+    start = None if since is None else since - timedelta(hours=baseline_hours)
+    pc = rolling_correlation_all(wide, spec.members, window_hours, min_obs, since=start)
+    corr = pc.corr
     has = ~np.isnan(corr)
-    n_pairs = has.sum(axis=0)
+    n_pairs = has.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        avg = np.where(has, corr, 0.0).sum(axis=0) / n_pairs
+        avg = np.where(has, corr, 0.0).sum(axis=1) / n_pairs
     avg = np.where(n_pairs > 0, avg, np.nan)
     n_obs = np.where(
         n_pairs > 0,
-        np.where(has, m.n_obs, np.iinfo(np.int64).max).min(axis=0),
-        m.n_obs.min(axis=0),
+        np.where(has, pc.n_obs, np.iinfo(np.int32).max).min(axis=1, initial=np.iinfo(np.int32).max),
+        pc.n_obs.min(axis=1, initial=0),
     )
-    rows = len(m.open_time)
-    return pl.DataFrame(
+    absorption = absorption_ratio(pc.matrices(), spec.k)
+    adjusted = avg
+    if volatility_window_hours is not None and volatility_window_hours != window_hours:
+        delta = _variance_ratio(wide, spec, window_hours, volatility_window_hours, start) - 1.0
+        fr = forbes_rigobon(corr, delta[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            adjusted = np.where(has, fr, 0.0).sum(axis=1) / n_pairs
+        adjusted = np.where((n_pairs > 0) & ~np.isnan(delta), adjusted, np.nan)
+
+    hours = _consecutive(pc)
+    avg_base, avg_z = _baseline(avg, hours // step_hours, baseline_hours // step_hours)
+    _, abs_z = _baseline(absorption, hours // step_hours, baseline_hours // step_hours)
+    frame = pl.DataFrame(
         {
-            "basket": pl.Series([spec.name] * rows, dtype=pl.Utf8),
-            "window_hours": pl.Series([window_hours] * rows, dtype=pl.Int64),
-            OPEN_TIME: m.open_time,
+            "basket": pl.Series([spec.name] * len(avg), dtype=pl.Utf8),
+            "window_hours": pl.Series([window_hours] * len(avg), dtype=pl.Int64),
+            OPEN_TIME: pc.open_time,
             "n_obs": pl.Series(n_obs, dtype=pl.Int64),
             "n_pairs": pl.Series(n_pairs, dtype=pl.Int64),
-            "avg_corr": pl.Series(avg, dtype=pl.Float64).fill_nan(None),
-        }
+            "avg_corr": avg,
+            "absorption_ratio": absorption,
+            "avg_corr_adj": adjusted,
+            "avg_corr_baseline": avg_base,
+            "avg_corr_z": avg_z,
+            "absorption_z": abs_z,
+        },
+        schema_overrides={name: pl.Float64 for name in BASKET_COLUMNS[5:]},
+    ).with_columns(pl.col(name).fill_nan(None) for name in BASKET_COLUMNS[5:])
+    if since is not None:
+        frame = frame.filter(pl.col(OPEN_TIME) >= since)
+    return frame
+
+
+def _consecutive(pc: PairCorrelations) -> npt.NDArray[np.int64]:
+    hours, _ = hour_index(pc.open_time)
+    return hours.to_numpy().astype(np.int64)
+
+
+def _baseline(
+    values: FloatArray, hours: npt.NDArray[np.int64], span: int
+) -> tuple[FloatArray, FloatArray]:
+    """`trailing_zscore` on the grid of steps, whatever rows `values` has."""
+    if len(values) == 0:
+        return values.copy(), values.copy()
+    grid = np.full(int(hours[-1] - hours[0]) + 1, np.nan)
+    grid[hours - hours[0]] = values
+    mean, z = trailing_zscore(grid, span)
+    return mean[hours - hours[0]], z[hours - hours[0]]
+
+
+def _variance_ratio(
+    wide: pl.DataFrame,
+    spec: BasketSpec,
+    window_hours: int,
+    long_hours: int,
+    since: datetime | None,
+) -> FloatArray:
+    """Var(equal-weight basket return) over the window / over the long window, per row."""
+    market = wide.select(
+        OPEN_TIME, pl.mean_horizontal(*(pl.col(m) for m in spec.members)).alias(_MARKET)
     )
+    pair = [(_MARKET, _MARKET)]
+    short = pair_moments(market, pair, window_hours, since=since)
+    long = pair_moments(market, pair, long_hours, since=since)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v_short = short.cxx[0] / (short.n_obs[0] - 1.0)
+        v_long = long.cxx[0] / (long.n_obs[0] - 1.0)
+        ratio = v_short / v_long
+    ok = short.x_ok[0] & long.x_ok[0] & (short.n_obs[0] >= 2) & (long.n_obs[0] >= 2)
+    return np.where(ok, ratio, np.nan)
