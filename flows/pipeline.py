@@ -22,8 +22,11 @@ from flows.fetching import VenueFetch
 from flows.settings import Settings
 from flows.store import Store
 from transforms.correlation import history_start, rolling_correlation_pairs
+from transforms.ewma import ewma_correlation_pairs
 from transforms.hedges import hedge_metrics
-from transforms.returns import to_log_returns, to_wide
+from transforms.returns import add_funding, to_daily, to_log_returns, to_wide
+from transforms.significance import fisher_ci_exprs
+from transforms.spearman import rolling_spearman_pairs
 from transforms.stress import basket_metrics
 
 log = logging.getLogger(__name__)
@@ -72,9 +75,18 @@ def instruments_frame(settings: Settings) -> pl.DataFrame:
 
 
 def load(store: Store, fetches: Sequence[VenueFetch], run_id: str) -> LoadResult:
-    """Upsert everything fetched and log each series' request range."""
+    """Upsert everything fetched and log each series' request range.
+
+    `earliest_new` is the earliest hour whose metrics the new rows can change: the earliest
+    candle that is new or differs from the stored one (a late candle included), or the hour a new
+    or revised funding payment settles in. Candles fetched again unchanged change nothing.
+    """
     candles = pl.concat([f.candles for f in fetches], how="vertical") if fetches else None
     funding = pl.concat([f.funding for f in fetches], how="vertical") if fetches else None
+    changed = [
+        store.earliest_changed("candles", candles) if candles is not None else None,
+        _settling_hour(store.earliest_changed("funding", funding)) if funding is not None else None,
+    ]
     n_candles = store.upsert_candles(candles) if candles is not None else 0
     n_funding = store.upsert_funding(funding) if funding is not None else 0
     store.log_fetches(
@@ -94,8 +106,15 @@ def load(store: Store, fetches: Sequence[VenueFetch], run_id: str) -> LoadResult
             for s in f.series
         ]
     )
-    earliest = candles["open_time"].min() if candles is not None and candles.height else None
-    return LoadResult(n_candles, n_funding, earliest)  # type: ignore[arg-type]
+    earliest = min((t for t in changed if t is not None), default=None)
+    return LoadResult(n_candles, n_funding, earliest)
+
+
+def _settling_hour(funding_time: datetime | None) -> datetime | None:
+    """Open time of the hourly candle a funding payment is added to (see `add_funding`)."""
+    if funding_time is None:
+        return None
+    return (funding_time - HOUR).replace(minute=0, second=0, microsecond=0)
 
 
 def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
@@ -110,37 +129,91 @@ def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
 
 
 def compute(store: Store, settings: Settings, since: datetime | None) -> ComputeResult:
-    """Recompute metrics for the hours from `since` on (plus the window behind them)."""
+    """Recompute metrics for the hours from `since` on, reading only the history they depend on.
+
+    Every transform is anchored on the epoch, so the rows from `since` on equal those of a full
+    recompute while the work stays proportional to the hours changed plus the longest window and
+    the z-score baseline behind them — not to the stored history.
+    """
     if since is None:
         return ComputeResult(since=None, through=None)
-    windows = settings.metrics.window_hours
-    # One candle before the longest window's first return: the tail then equals a full recompute.
-    history_from = history_start(since, max(windows)) - HOUR
+    m = settings.metrics
+    windows = m.window_hours
+    longest = max(windows)
+    lookback = timedelta(hours=m.baseline_hours)
+    # Baskets' z-scores look baseline_hours back; the returns need one candle more.
+    history_from = history_start(since - lookback, longest) - HOUR
+    daily = set(m.daily_baskets)
+    if daily:
+        # A changed hour changes its day's daily return: recompute from the day's start, and read
+        # whole days before it (the first daily return needs the previous day's last close).
+        since = _day(since)
+        first = _day(history_start(since - lookback, longest))
+        history_from = min(history_from, first - timedelta(days=1))
     closes = store.closes(instruments_frame(settings), history_from)
     if closes.is_empty():
         return ComputeResult(since=since, through=None)
     ids = [i.id for i in settings.instruments]
     wide = to_wide(to_log_returns(closes), ids)
+    hedge_wide = _with_funding(store, settings, wide, history_from) if m.funding else wide
+    daily_wide = to_daily(wide) if daily else None
     pairs: list[pl.DataFrame] = []
     hedges: list[pl.DataFrame] = []
     baskets: list[pl.DataFrame] = []
     for window in windows:
-        min_obs = settings.metrics.min_obs(window)
-        pairs.append(
-            rolling_correlation_pairs(
-                wide, metric_pairs(settings), window, min_obs, since=since
-            ).with_columns(pl.lit(window, pl.Int32).alias("window_hours"))
-        )
+        min_obs = m.min_obs(window)
+        pairs.append(_pair_rows(wide, metric_pairs(settings), window, min_obs, since, settings))
         hedges.extend(
-            hedge_metrics(wide, h.spec(), window, min_obs, since=since) for h in settings.hedges
+            hedge_metrics(
+                hedge_wide,
+                h.spec(),
+                window,
+                min_obs,
+                since=since,
+                baseline_hours=longest,
+                baseline_min_obs=m.min_obs(longest),
+                z=m.z,
+            )
+            for h in settings.hedges
         )
-        baskets.extend(
-            basket_metrics(wide, b.spec(), window, min_obs, since=since) for b in settings.baskets
-        )
+        for basket in settings.baskets:
+            spec = basket.spec(m.absorption_k)
+            if basket.name in daily:
+                assert daily_wide is not None
+                if window // 24 < 3:
+                    continue  # fewer than three days: no daily correlation
+                frame = basket_metrics(
+                    daily_wide,
+                    spec,
+                    window,
+                    m.daily_min_obs(window),
+                    since=since,
+                    baseline_hours=m.baseline_hours,
+                    volatility_window_hours=longest,
+                    step_hours=24,
+                )
+            else:
+                frame = basket_metrics(
+                    wide,
+                    spec,
+                    window,
+                    min_obs,
+                    since=since,
+                    baseline_hours=m.baseline_hours,
+                    volatility_window_hours=longest,
+                )
+            baskets.append(frame)
+    ewma = [
+        ewma_correlation_pairs(
+            wide, metric_pairs(settings), halflife, m.min_obs(halflife), since=since
+        ).with_columns(pl.lit(halflife, pl.Int32).alias("halflife_hours"))
+        for halflife in m.ewma_halflife_hours
+    ]
     pair_frame = _concat(pairs)
     hedge_frame = _concat(hedges)
     basket_frame = _concat(baskets)
-    store.replace_metrics(since, pair_frame, hedge_frame, basket_frame)
+    ewma_frame = _concat(ewma)
+    store.replace_metrics(since, pair_frame, hedge_frame, basket_frame, ewma_frame)
     through = wide["open_time"].max()
     return ComputeResult(
         since=since,
@@ -149,6 +222,46 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
         basket_rows=basket_frame.height,
         pair_rows=pair_frame.height,
     )
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _pair_rows(
+    wide: pl.DataFrame,
+    pairs: list[tuple[str, str]],
+    window: int,
+    min_obs: int,
+    since: datetime,
+    settings: Settings,
+) -> pl.DataFrame:
+    frame = rolling_correlation_pairs(wide, pairs, window, min_obs, since=since)
+    lo, hi = fisher_ci_exprs("corr", "n_obs", settings.metrics.z)
+    frame = frame.with_columns(
+        pl.lit(window, pl.Int32).alias("window_hours"),
+        lo.alias("corr_ci_low"),
+        hi.alias("corr_ci_high"),
+    )
+    if settings.metrics.spearman and pairs:
+        ranks = rolling_spearman_pairs(wide, pairs, window, min_obs, since=since)
+        frame = frame.with_columns(ranks["corr"].alias("spearman"))
+    return frame
+
+
+def _with_funding(
+    store: Store, settings: Settings, wide: pl.DataFrame, history_from: datetime
+) -> pl.DataFrame:
+    perps = {
+        i.id: (i.venue, i.symbol)
+        for i in settings.instruments
+        if i.market == "perp"
+        and any(i.id in (h.legs[0].instrument, h.legs[1].instrument) for h in settings.hedges)
+    }
+    if not perps:
+        return wide
+    funding = store.funding_since(history_from)
+    return add_funding(wide, funding, perps)
 
 
 def _concat(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +100,7 @@ class HedgeSettings(_Model):
             base_side=1 if base.side == "long" else -1,
             hedge_side=1 if hedge.side == "long" else -1,
             held_ratio=hedge.ratio / base.ratio,
+            base_units=base.ratio,
         )
 
 
@@ -106,13 +108,27 @@ class BasketSettings(_Model):
     name: str
     members: list[str] = Field(min_length=2)
 
-    def spec(self) -> BasketSpec:
-        return BasketSpec(name=self.name, members=tuple(self.members))
+    def spec(self, absorption_k: int | None = None) -> BasketSpec:
+        return BasketSpec(name=self.name, members=tuple(self.members), absorption_k=absorption_k)
 
 
 class MetricsSettings(_Model):
     windows: list[str] = ["24h", "7d"]
     min_coverage: float = Field(default=0.75, gt=0, le=1)
+    spearman: bool = False  # also store rank correlation per pair and window
+    ewma_halflife_hours: list[int] = []  # EWMA correlation per pair for each half-life
+    absorption_k: int | None = Field(default=None, ge=1)  # default: about a fifth of a basket
+    baseline_days: int = Field(default=30, ge=1, le=365)  # trailing baseline of the z-scores
+    daily_baskets: list[str] = []  # baskets computed on daily returns (slow baskets)
+    funding: bool = True  # add funding payments to the perp legs of hedges
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # of the correlation intervals
+
+    @field_validator("ewma_halflife_hours")
+    @classmethod
+    def _halflives_positive(cls, value: list[int]) -> list[int]:
+        if any(h < 1 for h in value):
+            raise ValueError("half-lives must be >= 1 hour")
+        return sorted(set(value))
 
     @field_validator("windows")
     @classmethod
@@ -129,6 +145,19 @@ class MetricsSettings(_Model):
 
     def min_obs(self, window_hours: int) -> int:
         return max(3, int(window_hours * self.min_coverage))
+
+    def daily_min_obs(self, window_hours: int) -> int:
+        """Observations (days) a daily basket needs in a window of window_hours."""
+        return max(3, int(window_hours // 24 * self.min_coverage))
+
+    @property
+    def baseline_hours(self) -> int:
+        return self.baseline_days * 24
+
+    @property
+    def z(self) -> float:
+        """Two-sided normal quantile of `confidence`."""
+        return NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
 
 class AlertSettings(_Model):
@@ -211,6 +240,20 @@ class Settings(_Model):
             for channel in rule.channels:
                 if channel not in self.channels:
                     raise ValueError(f"alerts.rules.{n}.channels: unknown channel {channel!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_resolve(self) -> Settings:
+        sizes = {b.name: len(b.members) for b in self.baskets}
+        for n, name in enumerate(self.metrics.daily_baskets):
+            if name not in sizes:
+                raise ValueError(f"metrics.daily_baskets.{n}: unknown basket {name!r}")
+        k = self.metrics.absorption_k
+        for name, size in sizes.items():
+            if k is not None and k > size:
+                raise ValueError(
+                    f"metrics.absorption_k: {k} is more than basket {name!r} has members ({size})"
+                )
         return self
 
     def instrument(self, instrument_id: str) -> InstrumentSettings:

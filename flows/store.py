@@ -27,6 +27,14 @@ _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 
 
+_METRIC_TABLES = {
+    "pairs_staged": "pair_correlations",
+    "hedges_staged": "hedge_metrics",
+    "baskets_staged": "basket_metrics",
+    "ewma_staged": "ewma_correlations",
+}
+
+
 class StoreError(Exception):
     """The database could not be opened or written; the message says what to do."""
 
@@ -239,13 +247,39 @@ class Store:
             return self.query("candles_for_metrics", {"since": since})
 
     def replace_metrics(
-        self, since: datetime, pairs: pl.DataFrame, hedges: pl.DataFrame, baskets: pl.DataFrame
+        self,
+        since: datetime,
+        pairs: pl.DataFrame,
+        hedges: pl.DataFrame,
+        baskets: pl.DataFrame,
+        ewma: pl.DataFrame | None = None,
     ) -> None:
-        with (
-            self.staged(pairs_staged=pairs, hedges_staged=hedges, baskets_staged=baskets),
-            self.transaction(),
-        ):
+        frames = {"pairs_staged": pairs, "hedges_staged": hedges, "baskets_staged": baskets}
+        frames["ewma_staged"] = ewma if ewma is not None else pl.DataFrame()
+        # An empty frame has no columns for INSERT ... BY NAME: stage the table's own empty rows.
+        empty = [name for name, frame in frames.items() if frame.width == 0]
+        with self.staged(**{n: f for n, f in frames.items() if f.width}), self.transaction():
+            for name in empty:
+                table = _METRIC_TABLES[name]
+                self.con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {table} LIMIT 0"
+                ).fetchall()
             self.run_script("replace_metrics", {"since": since})
+            for name in empty:
+                self.con.execute(f"DROP VIEW {name}").fetchall()
+
+    def earliest_changed(self, table: str, rows: pl.DataFrame) -> datetime | None:
+        """Earliest time among `rows` (candles or funding) that are new or differ when stored."""
+        script = {"candles": "earliest_changed_candle", "funding": "earliest_changed_funding"}
+        if rows.is_empty():
+            return None
+        with self.staged(staged=rows):
+            frame = self.query(script[table])
+        value = frame["earliest"][0]
+        return value if isinstance(value, datetime) else None
+
+    def funding_since(self, since: datetime) -> pl.DataFrame:
+        return self.query("funding_for_metrics", {"since": since})
 
     def metrics_since(self, table: str, since: datetime) -> pl.DataFrame:
         if table not in {"hedge_metrics", "basket_metrics", "pair_correlations"}:

@@ -5,3 +5,5 @@ DELETE FROM hedge_metrics WHERE open_time >= $since;
 INSERT INTO hedge_metrics BY NAME SELECT * FROM hedges_staged;
 DELETE FROM basket_metrics WHERE open_time >= $since;
 INSERT INTO basket_metrics BY NAME SELECT * FROM baskets_staged;
+DELETE FROM ewma_correlations WHERE open_time >= $since;
+INSERT INTO ewma_correlations BY NAME SELECT * FROM ewma_staged;

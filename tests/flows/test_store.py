@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from flows.exchanges.base import CANDLE_SCHEMA
-from flows.store import Store, StoreBusy, connect, split_statements
+from flows.store import Store, StoreBusy, connect, migrations, split_statements
 
 T0 = datetime(2022, 5, 9, tzinfo=UTC)
 
@@ -43,8 +43,9 @@ def table(store: Store, name: str) -> list[tuple[object, ...]]:
 def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
     db = tmp_path / "hw.duckdb"
     with Store.open(db) as store:
-        versions = store.con.sql("SELECT version FROM schema_migrations").fetchall()
-        assert versions == [(1,)]
+        versions = store.con.sql("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+        assert versions == [(m.version,) for m in migrations()]
+        assert 1 in {v for (v,) in versions}
     with Store.open(db) as store:
         assert store.migrate() == []
 
