@@ -223,8 +223,11 @@ def replay_serve(
     now: Annotated[
         str | None, typer.Option(help="The server's clock (ISO 8601, UTC). Default: last candle.")
     ] = None,
+    venue: Annotated[
+        str, typer.Option(help="Wire format: binance, bybit, okx, coinbase or kraken.")
+    ] = "binance",
 ) -> None:
-    """Serve candle files in Binance's wire format on loopback, so hedgewatch can fetch them."""
+    """Serve candle files in a venue's wire format on loopback, so hedgewatch can fetch them."""
     from flows.exchanges.replay import serve
 
     for path in data:
@@ -237,7 +240,11 @@ def replay_serve(
         except ValueError:
             raise fail(f"--now: not an ISO 8601 time: {now!r}", 2) from None
         clock = clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock.astimezone(UTC)
-    serve(data, host=host, port=port, now=clock)
+    from flows.exchanges import EXCHANGE_KINDS
+
+    if venue not in EXCHANGE_KINDS:
+        raise fail(f"--venue: expected one of {', '.join(sorted(EXCHANGE_KINDS))}", 2)
+    serve(data, host=host, port=port, now=clock, venue=venue)
 
 
 # Commands of each area live in their own module (flows/cli_*.py) and register on `app` on import.

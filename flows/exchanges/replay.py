@@ -1021,7 +1021,11 @@ def _smallest_step(raw: pl.DataFrame) -> str:
 
 
 def serve(
-    paths: Sequence[Path], host: str = "127.0.0.1", port: int = 0, now: datetime | None = None
+    paths: Sequence[Path],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    now: datetime | None = None,
+    venue: str = "binance",
 ) -> None:
     """Serve the given candle and funding files until Ctrl-C, printing the URL.
 
@@ -1040,9 +1044,12 @@ def serve(
     if now is None:
         last = candles.group_by("interval").agg(pl.col("open_time").max()).rows()
         now = max(t + timedelta(milliseconds=interval_ms(iv)) for iv, t in last)
-    with ReplayExchange(candles, funding, now=now, host=host, port=port) as replay:
+    if venue != "binance" and funding is not None:
+        funding = funding.with_columns(pl.lit(venue).alias("exchange"))
+    with make_replay(venue, candles, funding, now=now, host=host, port=port) as replay:
+        where = "spot /api/v3, perp /fapi/v1" if venue == "binance" else f"{venue} wire format"
         print(
-            f"Replay exchange at {replay.url} (spot /api/v3, perp /fapi/v1), "
+            f"Replay exchange at {replay.url} ({where}), "
             f"now={now.isoformat()}, {candles.height} candles; Ctrl-C to stop",
             flush=True,
         )
