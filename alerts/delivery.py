@@ -1,4 +1,5 @@
-"""Deliver a rendered digest to a channel: a file, an SMTP server, or a Slack incoming webhook.
+"""Deliver a rendered digest to a channel: a file, an SMTP server, a Slack incoming webhook, or
+any HTTP endpoint that takes JSON (generic webhook).
 
 Channel settings are pydantic models discriminated by `kind`. Errors are `DeliveryError`s whose
 messages never contain a password or webhook URL. Retrying is the outbox's job, not this module's.
@@ -54,6 +55,8 @@ class SmtpChannel(_ChannelModel):
     sender: str = Field(min_length=3)
     recipients: list[str] = Field(min_length=1)
     security: Literal["starttls", "ssl", "none"] = "starttls"
+    # Extra CA certificates (PEM) to trust, e.g. a company's internal CA; the system's are kept.
+    ca_file: Path | None = None
     timeout_s: float = Field(default=10.0, gt=0)
 
     @field_validator("username")
@@ -72,7 +75,15 @@ class SlackChannel(_ChannelModel):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-Channel = FileChannel | SmtpChannel | SlackChannel
+class WebhookChannel(_ChannelModel):
+    """POSTs the digest as JSON to any URL, with an `Idempotency-Key` header per notification."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+Channel = FileChannel | SmtpChannel | SlackChannel | WebhookChannel
 ChannelSettings = Annotated[Channel, Field(discriminator="kind")]
 
 
@@ -89,8 +100,9 @@ class DeliveryError(Exception):
 def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> None:
     """Send `rendered` through `channel`; raises DeliveryError.
 
-    The key names the file (a redelivery overwrites it) and derives the email Message-ID, so
-    receivers can drop duplicates. Slack webhooks have no idempotency mechanism.
+    The key names the file (a redelivery overwrites it), derives the email Message-ID and is sent
+    as the webhook's `Idempotency-Key` header and `key` field, so receivers can drop duplicates.
+    Slack incoming webhooks have no idempotency mechanism.
     """
     if not idempotency_key:
         raise ValueError("idempotency_key must not be empty")
@@ -98,6 +110,8 @@ def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> No
         write_file_rendering(rendered, channel, idempotency_key, "file")
     elif isinstance(channel, SmtpChannel):
         _deliver_smtp(rendered, channel, idempotency_key)
+    elif isinstance(channel, WebhookChannel):
+        _deliver_webhook(rendered, channel, idempotency_key)
     else:
         _deliver_slack(rendered, channel)
 
@@ -184,19 +198,19 @@ def _deliver_smtp(rendered: Rendered, channel: SmtpChannel, key: str) -> None:
     except ValueError as exc:
         raise fail(f"{where}: cannot build the message: {exc}", retryable=False) from None
     try:
+        context = ssl.create_default_context()
+        if channel.ca_file is not None:
+            context.load_verify_locations(cafile=str(channel.ca_file))
         smtp: smtplib.SMTP
         if channel.security == "ssl":
             smtp = smtplib.SMTP_SSL(
-                channel.host,
-                channel.port,
-                timeout=channel.timeout_s,
-                context=ssl.create_default_context(),
+                channel.host, channel.port, timeout=channel.timeout_s, context=context
             )
         else:
             smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
         with smtp:
             if channel.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if channel.username is not None and channel.password is not None:
                 smtp.login(channel.username, channel.password.get_secret_value())
             smtp.send_message(msg, from_addr=channel.sender, to_addrs=channel.recipients)
@@ -246,6 +260,47 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
         raise fail(
             f"Slack webhook answered HTTP {response.status_code}: {excerpt}",
             retryable=response.status_code == 429 or response.status_code >= 500,
+            status=response.status_code,
+        )
+
+
+def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> None:
+    if rendered.payload is None:
+        raise ValueError("webhook delivery needs a payload: render with channel_kind='webhook'")
+    url = channel.url.get_secret_value()
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError(
+            "webhook: url must be an http(s) URL", channel="webhook", retryable=False
+        )
+    parsed = httpx.URL(url)
+    where = f"webhook {parsed.host}"
+    secrets = [
+        url,
+        parsed.path,
+        parsed.query.decode(),
+        parsed.password or "",
+        parsed.username or "",
+    ]
+
+    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+        return DeliveryError(
+            _redact(message, secrets), channel="webhook", retryable=retryable, status=status
+        )
+
+    body = {"key": key, **rendered.payload}
+    try:
+        response = httpx.post(
+            url, json=body, headers={"Idempotency-Key": key}, timeout=channel.timeout_s
+        )
+    except httpx.TimeoutException:
+        raise fail(f"{where}: timed out", retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from None
+    if not response.is_success:
+        excerpt = " ".join(response.text[:_EXCERPT_CHARS].split())
+        raise fail(
+            f"{where} answered HTTP {response.status_code}: {excerpt}",
+            retryable=response.status_code in (408, 409, 425, 429) or response.status_code >= 500,
             status=response.status_code,
         )
 

@@ -1,4 +1,5 @@
-"""Render a digest of alert events for a channel: email (text + autoescaped HTML), Slack, file.
+"""Render a digest of alert events for a channel: email (text + autoescaped HTML), Slack, file,
+generic JSON webhook.
 
 Pure: templates come from alerts/templates, or first from a user's `template_dir` (same names).
 Slack payloads are built as dicts here; templates only render their mrkdwn text, escaped.
@@ -18,12 +19,13 @@ import jinja2
 
 from alerts.state import AlertEvent
 
-ChannelKind = Literal["email", "slack", "file"]
+ChannelKind = Literal["email", "slack", "file", "webhook"]
 
 TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
     "email": ("email.subject.j2", "email.txt.j2", "email.html.j2"),
     "slack": ("slack.header.j2", "slack.event.j2", "slack.text.j2"),
     "file": ("file.subject.j2", "file.md.j2"),
+    "webhook": ("file.subject.j2", "email.txt.j2"),
 }
 # Block Kit limits: https://api.slack.com/reference/block-kit/blocks
 SLACK_MAX_BLOCKS = 50
@@ -32,7 +34,22 @@ SLACK_MAX_HEADER_CHARS = 150
 SLACK_MAX_TEXT_CHARS = 3000
 SUBJECT_MAX_CHARS = 200
 
-_KIND_ORDER = {"firing": 0, "repeat": 1, "resolved": 2}
+_KIND_ORDER = {"firing": 0, "escalated": 1, "repeat": 2, "resolved": 3}
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+# Numbers beyond the core ones that explain an alert when present (baselines, z, freshness).
+_EXTRA_NUMBERS = (
+    "z",
+    "corr_baseline",
+    "break_z",
+    "residual_vol",
+    "absorption_ratio",
+    "avg_corr_adj",
+    "avg_corr_baseline",
+    "avg_corr_z",
+    "absorption_z",
+    "missing_hours",
+    "fetch_errors",
+)
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 _HEDGE_NUMBERS = ("beta", "min_var_ratio", "held_ratio", "ratio_drift", "effectiveness")
 
@@ -66,7 +83,9 @@ def render(
     if not events:
         raise ValueError("render needs at least one event")
     if channel_kind not in TEMPLATE_NAMES:
-        raise ValueError(f"unknown channel kind {channel_kind!r}; expected email, slack or file")
+        raise ValueError(
+            f"unknown channel kind {channel_kind!r}; expected email, slack, file or webhook"
+        )
     env = _environment(template_dir, channel_kind == "slack")
     views = [_event_view(e) for e in sorted(events, key=_urgency)]
     variables: dict[str, Any] = {
@@ -81,12 +100,41 @@ def render(
             text=_render(env, "email.txt.j2", variables),
             html=_render(env, "email.html.j2", variables),
         )
+    if channel_kind == "webhook":
+        subject = _one_line(_render(env, "file.subject.j2", variables))
+        text = _render(env, "email.txt.j2", variables)
+        payload = {
+            "subject": subject,
+            "hour": variables["hour"],
+            "counts": variables["counts"],
+            "text": text,
+            "events": [_json_view(v) for v in views],
+        }
+        return Rendered(subject=subject, text=text, payload=payload)
     if channel_kind == "file":
         return Rendered(
             subject=_one_line(_render(env, "file.subject.j2", variables)),
             text=_render(env, "file.md.j2", variables),
         )
     return _render_slack(env, variables, views)
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """Unicode bars scaled between the series' min and max; a gap (None/NaN) is a space."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return ""
+    lo, hi = min(finite), max(finite)
+    top = len(SPARK_BLOCKS) - 1
+    out = []
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(" ")
+        elif hi == lo:
+            out.append(SPARK_BLOCKS[top // 2])
+        else:
+            out.append(SPARK_BLOCKS[round((v - lo) / (hi - lo) * top)])
+    return "".join(out)
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -176,6 +224,12 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
     ctx = event.context
     has_hedge = any(k in ctx for k in _HEDGE_NUMBERS)
     hedge = {k: ctx.get(k) for k in _HEDGE_NUMBERS} if has_hedge else None
+    history = [v if isinstance(v, int | float) else None for v in ctx.get("history") or []]
+    direction = ctx.get("direction", "above")
+    opposite = "below" if direction == "above" else "above"
+    extras = [(k, ctx[k]) for k in _EXTRA_NUMBERS if isinstance(ctx.get(k), int | float)]
+    if isinstance(ctx.get("z"), int | float):
+        extras = [(ctx.get("z_metric") or "z", ctx["z"])] + [e for e in extras if e[0] != "z"]
     return {
         "rule": event.rule,
         "subject": event.subject,
@@ -184,7 +238,21 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "severity": event.severity,
         "value": event.value,
         "threshold": event.threshold,
-        "comparison": "below" if event.kind == "resolved" else "above",
+        "comparison": opposite if event.kind == "resolved" else direction,
+        "rule_kind": ctx.get("rule_kind", ""),
+        "message": ctx.get("message"),
+        "run_id": ctx.get("run_id"),
+        "breach": ctx.get("breach"),
+        "sparkline": sparkline(history),
+        "history_hours": len(history),
+        "history_min": min((v for v in history if v is not None), default=None),
+        "history_max": max((v for v in history if v is not None), default=None),
+        "extras": extras,
+        "sql": ctx.get("sql"),
+        "venue": ctx.get("venue"),
+        "market": ctx.get("market"),
+        "symbol": ctx.get("symbol"),
+        "last_open_time": ctx.get("last_open_time"),
         "metric": ctx.get("metric", "value"),
         "window": ctx.get("window"),
         "n_obs": ctx.get("n_obs"),
@@ -197,6 +265,15 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "ts": event.ts.astimezone(UTC).isoformat(),
         "key": event.key,
     }
+
+
+def _json_view(view: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in view.items() if k not in {"hedge", "extras", "kind"}}
+    out["kind"] = view["kind_name"]
+    out.update(dict(view["extras"]))
+    if view["hedge"]:
+        out.update(view["hedge"])
+    return out
 
 
 def _urgency(event: AlertEvent) -> tuple[int, int, datetime, str, str]:

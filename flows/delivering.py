@@ -1,15 +1,27 @@
-"""Deliver the outbox: every queued digest is rendered for its channel and sent.
+"""Deliver the outbox: every queued notification is rendered for its channel and sent.
 
-The database is read, closed while sending, and reopened to record the outcome. A failure stays
-queued with its error and is retried on the next run; a digest is marked delivered only after
-its channel accepted it.
+One outbox row per notification and channel (`deliveries`), keyed by an idempotency key. For
+each row: commit `status = 'sending'` (attempts + 1), close the database, call the channel
+(retrying retryable errors with exponential backoff), reopen and commit `delivered` or `queued`
+with the error. Rows still queued are retried on the next run.
+
+The guarantee, honestly: a notification is never lost (it stays in the outbox until a channel
+accepts it) and is sent once unless the process dies between the channel accepting it and the
+`delivered` commit — a window of one local write. A row found in `sending` on the next run was
+interrupted there; it is sent again with the same idempotency key and counted in `interrupted`.
+So per crash at most one duplicate, carrying the same key: the file channel overwrites the same
+file (exactly once), email keeps the same Message-ID (clients and many servers drop it), the
+webhook sends the same `Idempotency-Key` header; Slack incoming webhooks cannot deduplicate.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from alerts.delivery import (
     Channel,
@@ -17,14 +29,23 @@ from alerts.delivery import (
     FileChannel,
     SlackChannel,
     SmtpChannel,
+    WebhookChannel,
     deliver,
     write_file_rendering,
 )
 from alerts.render import ChannelKind, Rendered, render
-from alerts.state import AlertEvent
-from flows.pipeline import load_events
+from alerts.rules import Rule
+from alerts.state import AlertEvent, pipeline_failure_event
+from flows.pipeline import (
+    _digests,
+    active_silences,
+    is_silenced,
+    load_events,
+    queue,
+    save_events,
+)
 from flows.settings import Settings, utc_now
-from flows.store import Store
+from flows.store import Store, connect
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +55,7 @@ class DeliveryReport:
     delivered: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    resent_after_interruption: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,7 @@ class Pending:
     key: str
     channel: str
     events: list[AlertEvent]
+    interrupted: bool = False
 
 
 def channel_kind(channel: Channel) -> ChannelKind:
@@ -48,6 +71,8 @@ def channel_kind(channel: Channel) -> ChannelKind:
         return "email"
     if isinstance(channel, SlackChannel):
         return "slack"
+    if isinstance(channel, WebhookChannel):
+        return "webhook"
     return "file"
 
 
@@ -62,60 +87,155 @@ def render_for(channel: Channel, events: list[AlertEvent], settings: Settings) -
 
 def pending_deliveries(store: Store) -> list[Pending]:
     rows = store.con.sql(
-        "SELECT key, channel, event_keys FROM deliveries WHERE delivered_at IS NULL ORDER BY key"
+        "SELECT key, channel, event_keys, coalesce(status, 'queued') FROM deliveries"
+        " WHERE delivered_at IS NULL ORDER BY key"
     ).fetchall()
-    return [Pending(key, channel, load_events(store, keys)) for key, channel, keys in rows]
+    return [
+        Pending(key, channel, load_events(store, keys), status == "sending")
+        for key, channel, keys, status in rows
+    ]
 
 
-def deliver_outbox(settings: Settings, now: datetime | None = None) -> DeliveryReport:
+def _mark(database: Path, timeout_s: float, sql: str, params: dict[str, object]) -> None:
+    # A bare connection: the schema is current (the run opened the store before), and opening
+    # one without re-creating views keeps the per-row bookkeeping cheap.
+    con = connect(database, timeout_s=timeout_s)
+    try:
+        con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def deliver_outbox(
+    settings: Settings,
+    now: datetime | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
     database = settings.storage.database
-    with Store.open(database, timeout_s=settings.storage.lock_timeout_s) as store:
+    timeout_s = settings.storage.lock_timeout_s
+    with Store.open(database, timeout_s=timeout_s) as store:
         queued = pending_deliveries(store)
     report = DeliveryReport()
-    outcomes: list[tuple[str, str | None]] = []
     for item in queued:
         channel = settings.channels.get(item.channel)
+        if item.interrupted:
+            report.resent_after_interruption += 1
+            log.warning(
+                "notification %s to %s was interrupted mid-send; sending it again with the same "
+                "idempotency key",
+                item.key,
+                item.channel,
+            )
+        _mark(
+            database,
+            timeout_s,
+            "UPDATE deliveries SET status = 'sending', sending_since = $t,"
+            " attempts = attempts + 1,"
+            " interrupted = coalesce(interrupted, 0) + CASE WHEN $i THEN 1 ELSE 0 END"
+            " WHERE key = $k",
+            {"k": item.key, "t": now or utc_now(), "i": item.interrupted},
+        )
         error: str | None
         if channel is None:
             error = f"channel {item.channel!r} is no longer configured"
         elif not item.events:
             error = "no events found for this notification"
         else:
-            error = _send(item, channel, settings)
-        outcomes.append((item.key, error))
+            error = _send_with_retries(item, channel, settings, sleep)
+        _mark(
+            database,
+            timeout_s,
+            "UPDATE deliveries SET last_error = $e,"
+            " status = CASE WHEN $ok THEN 'delivered' ELSE 'queued' END,"
+            " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
+            {"k": item.key, "e": error, "ok": error is None, "t": now or utc_now()},
+        )
         if error:
             report.failed += 1
             report.errors.append(f"{item.channel}: {error}")
             log.warning("delivery to %s failed, kept queued: %s", item.channel, error)
         else:
             report.delivered += 1
-    if outcomes:
-        with Store.open(database, timeout_s=settings.storage.lock_timeout_s) as store:
-            stamp = now or utc_now()
-            for key, error in outcomes:
-                store.con.execute(
-                    "UPDATE deliveries SET attempts = attempts + 1, last_error = $e,"
-                    " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
-                    {"k": key, "e": error, "ok": error is None, "t": stamp},
-                ).fetchall()
     return report
 
 
-def _send(item: Pending, channel: Channel, settings: Settings) -> str | None:
-    try:
-        if isinstance(channel, FileChannel):
-            # The file outbox keeps every rendering, to be read as each channel would show it.
-            kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")
-            for kind in kinds:
-                rendered = render(
-                    item.events,
-                    kind,
-                    template_dir=settings.alerts.template_dir,
-                    context={"title": "hedgewatch"},
-                )
-                write_file_rendering(rendered, channel, item.key, kind)
-        else:
-            deliver(render_for(channel, item.events, settings), channel, idempotency_key=item.key)
-    except DeliveryError as exc:
-        return str(exc)
-    return None
+def _send_with_retries(
+    item: Pending, channel: Channel, settings: Settings, sleep: Callable[[float], None]
+) -> str | None:
+    attempts = settings.alerts.delivery_attempts
+    for attempt in range(attempts):
+        try:
+            _send(item, channel, settings)
+            return None
+        except DeliveryError as exc:
+            if not exc.retryable or attempt == attempts - 1:
+                return str(exc)
+            sleep(settings.alerts.delivery_backoff_s * 2**attempt)
+    return None  # pragma: no cover - the loop always returns
+
+
+def _send(item: Pending, channel: Channel, settings: Settings) -> None:
+    if isinstance(channel, FileChannel):
+        # The file outbox keeps every rendering, to be read as each channel would show it.
+        kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")
+        for kind in kinds:
+            rendered = render(
+                item.events,
+                kind,
+                template_dir=settings.alerts.template_dir,
+                context={"title": "hedgewatch"},
+            )
+            write_file_rendering(rendered, channel, item.key, kind)
+    else:
+        deliver(render_for(channel, item.events, settings), channel, idempotency_key=item.key)
+
+
+def queue_events(
+    store: Store,
+    settings: Settings,
+    events: Sequence[AlertEvent],
+    run_id: str,
+    rules: Mapping[str, Rule] | None = None,
+) -> int:
+    """Record events and queue one digest per channel (silences apply); returns rows queued."""
+    rules = rules if rules is not None else {r.name: r for r in settings.alerts.rules}
+    silences = active_silences(store, settings)
+    silenced = {e.key for e in events if is_silenced(e, silences)}
+    digests = _digests([e for e in events if e.key not in silenced], rules, run_id)
+    with store.transaction():
+        save_events(store, events, silenced)
+        queue(store, digests, run_id)
+    return len(digests)
+
+
+def notify_pipeline_failure(
+    settings: Settings,
+    *,
+    flow: str,
+    run_id: str,
+    started_at: datetime,
+    error: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Queue and send a pipeline-failure alert for a failed run (for an on-failure hook).
+
+    The rule of kind `pipeline_failure` in the config, if any, gives its name, severity and
+    channels; without one it goes to every configured channel, as critical. Calling it twice for
+    the same run queues nothing new (same idempotency key). `error` is shown as is: pass a message
+    without secrets (exception type and text, never a URL with credentials).
+    """
+    rule = next((r for r in settings.alerts.rules if r.kind == "pipeline_failure"), None)
+    event = pipeline_failure_event(
+        flow=flow, run_id=run_id, started_at=started_at, error=error, rule=rule
+    )
+    if rule is None:
+        rule = Rule(
+            name=event.rule,
+            kind="pipeline_failure",
+            severity="critical",
+            channels=sorted(settings.channels),
+        )
+    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
+        queue_events(store, settings, [event], run_id, {rule.name: rule})
+    return deliver_outbox(settings, sleep=sleep)

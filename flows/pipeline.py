@@ -10,13 +10,14 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import polars as pl
 
-from alerts.rules import Rule, observe
+from alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
 from alerts.state import AlertEvent, AlertState, advance
 from flows.fetching import VenueFetch
 from flows.settings import Settings
@@ -284,50 +285,194 @@ def hours_to_evaluate(store: Store, settings: Settings) -> list[datetime]:
     return hours
 
 
-def evaluate(store: Store, settings: Settings, run_id: str) -> EvaluateResult:
+def evaluate(
+    store: Store,
+    settings: Settings,
+    run_id: str,
+    venue_times: Mapping[str, datetime | None] | None = None,
+) -> EvaluateResult:
     """Walk the rules' state machines through every new hour; queue notifications in the outbox.
 
-    States, events, outbox rows and the cursor are written in one transaction, so a retried or
-    killed run neither loses nor repeats a notification.
+    Metric rules walk each hour with new metrics. data_staleness rules are observed once per run,
+    at the last closed hour of each venue's own clock (`venue_times`, from the fetch), so a venue
+    that stops answering is noticed even though no new metrics arrive. Silenced events are
+    recorded but not queued. States, events, outbox rows and the cursor are written in one
+    transaction, so a retried or killed run neither loses nor repeats a notification.
     """
     hours = hours_to_evaluate(store, settings)
     rules = settings.alerts.rules
-    if not hours or not rules:
-        return EvaluateResult(hours=hours)
-    hedges = store.metrics_since("hedge_metrics", hours[0])
-    baskets = store.metrics_since("basket_metrics", hours[0])
-    states = load_states(store)
-    events: list[AlertEvent] = []
+    metric_rules = [r for r in rules if KINDS[r.kind].source in ("hedge", "basket")]
+    stale_rules = [r for r in rules if r.kind == "data_staleness"]
     by_name = {rule.name: rule for rule in rules}
-    for hour in hours:
-        hedges_now = hedges.filter(pl.col("open_time") == hour)
-        baskets_now = baskets.filter(pl.col("open_time") == hour)
-        for obs in observe(rules, hedges_now, baskets_now, hour):
-            rule = by_name[obs.rule]
-            state, new_events = advance(states.get((obs.rule, obs.subject)), obs, rule)
-            states[(obs.rule, obs.subject)] = state
+    states, evaluated_at = load_states_with_times(store)
+    events: list[AlertEvent] = []
+    hedges = baskets = pl.DataFrame()
+    if hours and metric_rules:
+        history_from = hours[0] - HOUR * settings.alerts.sparkline_hours
+        hedges = store.metrics_since("hedge_metrics", history_from)
+        baskets = store.metrics_since("basket_metrics", history_from)
+        for hour in hours:
+            for obs in observe(metric_rules, hedges, baskets, hour):
+                key = (obs.rule, obs.subject)
+                state, new_events = advance(states.get(key), obs, by_name[obs.rule])
+                states[key] = state
+                evaluated_at[key] = hour
+                events.extend(new_events)
+        attach_history(events, by_name, hedges, baskets, settings.alerts.sparkline_hours)
+    for venue, now in sorted((venue_times or {}).items()):
+        if now is None or not stale_rules:
+            continue
+        at = floor_hour(now) - HOUR  # open time of the venue's last closed candle
+        fresh = freshness_frame(store, settings, venue, at)
+        for obs in observe(stale_rules, pl.DataFrame(), pl.DataFrame(), at, freshness=fresh):
+            key = (obs.rule, obs.subject)
+            if evaluated_at.get(key) is not None and evaluated_at[key] >= at:
+                continue  # this hour was already observed (a retried run)
+            state, new_events = advance(states.get(key), obs, by_name[obs.rule])
+            states[key] = state
+            evaluated_at[key] = at
             events.extend(new_events)
-    digests = _digests(events, by_name, run_id)
+    if not hours and not events and not stale_rules:
+        return EvaluateResult(hours=hours)
+    silences = active_silences(store, settings)
+    silenced = {e.key for e in events if is_silenced(e, silences)}
+    digests = _digests([e for e in events if e.key not in silenced], by_name, run_id)
     with store.transaction():
-        save_states(store, states, hours[-1])
-        save_events(store, events)
-        for key, channel, event_keys in digests:
-            store.con.execute(
-                "INSERT INTO deliveries (key, channel, event_keys, created_run) "
-                "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
-                {"k": key, "c": channel, "e": event_keys, "r": run_id},
-            ).fetchall()
-        store.set_cursor(EVALUATED_THROUGH, hours[-1])
+        save_states(store, states, evaluated_at)
+        save_events(store, events, silenced)
+        queue(store, digests, run_id)
+        if hours:
+            store.set_cursor(EVALUATED_THROUGH, hours[-1])
     return EvaluateResult(hours=hours, events=events, deliveries=[k for k, _, _ in digests])
 
 
+def floor_hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def attach_history(
+    events: Sequence[AlertEvent],
+    rules: Mapping[str, Rule],
+    hedges: pl.DataFrame,
+    baskets: pl.DataFrame,
+    hours: int,
+) -> None:
+    """Put the watched metric's last `hours` hourly values into each event (its sparkline)."""
+    if hours <= 0:
+        return
+    frames = {"hedge": hedges, "basket": baskets}
+    for event in events:
+        rule = rules.get(event.rule)
+        if rule is None:
+            continue
+        source = KINDS[rule.kind].source
+        frame = frames.get(source)
+        metric = rule.watched_metric
+        if frame is None or frame.is_empty() or metric not in frame.columns:
+            continue
+        column = SUBJECT_COLUMN[source]
+        grid = pl.DataFrame(
+            {
+                "open_time": pl.datetime_range(
+                    event.ts - HOUR * (hours - 1), event.ts, "1h", time_zone="UTC", eager=True
+                ).cast(pl.Datetime("us", "UTC"))
+            }
+        )
+        rows = frame.filter(
+            (pl.col(column) == event.subject) & (pl.col("window_hours") == rule.window_hours)
+        ).select("open_time", pl.col(metric).cast(pl.Float64).alias("v"))
+        values = grid.join(rows, on="open_time", how="left").sort("open_time")["v"]
+        if rule.kind == "hedge_ratio_drift":
+            values = values.abs()
+        series = [None if v is None or not math.isfinite(v) else round(v, 4) for v in values]
+        if any(v is not None for v in series):
+            event.context["history"] = series
+
+
+def freshness_frame(
+    store: Store, settings: Settings, venue: str, at: datetime, gap_hours: int = 24
+) -> pl.DataFrame:
+    """One row per instrument of `venue`: how stale its candles are at hour `at`.
+
+    age_hours: hours between `at` and the newest stored candle (0 = up to date; null when the
+    series has no candle at all); missing_hours: candles missing in the `gap_hours` up to `at`;
+    fetch_errors: consecutive failed fetches of the series, newest first, from fetch_log.
+    """
+    instruments = instruments_frame(settings).filter(pl.col("venue") == venue)
+    if instruments.is_empty():
+        return pl.DataFrame()
+    with store.staged(instruments_staged=instruments):
+        return store.con.sql(
+            """
+            WITH last AS (
+                SELECT i.instrument, i.venue, i.market, i.symbol,
+                       max(c.open_time) AS last_open_time,
+                       count(c.open_time) FILTER (
+                           WHERE c.open_time > $at - to_hours(CAST($gap AS BIGINT))
+                       ) AS recent
+                FROM instruments_staged AS i
+                LEFT JOIN candles AS c
+                  ON c.venue = i.venue AND c.market = i.market AND c.symbol = i.symbol
+                 AND c.interval = i.interval AND c.open_time <= $at
+                GROUP BY ALL
+            ),
+            logged AS (
+                SELECT f.venue, f.market, f.symbol, f.error,
+                       row_number() OVER (
+                           PARTITION BY f.venue, f.market, f.symbol ORDER BY f.end_time DESC
+                       ) AS n
+                FROM fetch_log AS f
+                WHERE f.dataset = 'candles'
+            ),
+            streak AS (
+                SELECT venue, market, symbol,
+                       coalesce(min(n) FILTER (WHERE error IS NULL), max(n) + 1) - 1 AS fetch_errors
+                FROM logged GROUP BY ALL
+            )
+            SELECT l.instrument, l.venue, l.market, l.symbol, $at AS open_time, l.last_open_time,
+                   CAST(date_diff('hour', l.last_open_time, $at) AS DOUBLE) AS age_hours,
+                   CAST($gap - l.recent AS DOUBLE) AS missing_hours,
+                   CAST(coalesce(s.fetch_errors, 0) AS DOUBLE) AS fetch_errors
+            FROM last AS l
+            LEFT JOIN streak AS s USING (venue, market, symbol)
+            ORDER BY l.instrument
+            """,
+            params={"at": at, "gap": gap_hours},
+        ).pl()
+
+
+def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
+    """(rule, subject, until) from the config and the alert_silences table."""
+    rows = store.con.execute("SELECT rule, subject, until FROM alert_silences").fetchall()
+    return [(s.rule, s.subject, s.until) for s in settings.alerts.silences] + [
+        (rule, subject, until) for rule, subject, until in rows
+    ]
+
+
+def is_silenced(event: AlertEvent, silences: Iterable[tuple[str, str, datetime]]) -> bool:
+    return any(
+        rule in ("*", event.rule) and subject in ("*", event.subject) and event.ts < until
+        for rule, subject, until in silences
+    )
+
+
+def queue(store: Store, digests: Sequence[tuple[str, str, list[str]]], run_id: str) -> None:
+    for key, channel, event_keys in digests:
+        store.con.execute(
+            "INSERT INTO deliveries (key, channel, event_keys, created_run) "
+            "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
+            {"k": key, "c": channel, "e": event_keys, "r": run_id},
+        ).fetchall()
+
+
 def _digests(
-    events: Sequence[AlertEvent], rules: dict[str, Rule], run_id: str
+    events: Sequence[AlertEvent], rules: Mapping[str, Rule], run_id: str
 ) -> list[tuple[str, str, list[str]]]:
     """One digest per channel: (delivery key, channel, event keys)."""
     per_channel: dict[str, list[str]] = {}
     for event in events:
-        for channel in rules[event.rule].channels:
+        rule = rules.get(event.rule)
+        for channel in rule.channels if rule is not None else []:
             per_channel.setdefault(channel, []).append(event.key)
     digests = []
     for channel, keys in sorted(per_channel.items()):
@@ -336,59 +481,68 @@ def _digests(
     return digests
 
 
+_STATE_COLUMNS = (
+    "rule",
+    "subject",
+    "status",
+    "since",
+    "pending_since",
+    "last_fired_at",
+    "last_resolved_at",
+    "last_notified_at",
+    "last_value",
+    "episode",
+    "severity",
+    "no_data_since",
+    "clearing_since",
+)
+
+
 def load_states(store: Store) -> dict[tuple[str, str], AlertState]:
+    return load_states_with_times(store)[0]
+
+
+def load_states_with_times(
+    store: Store,
+) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:
     rows = store.con.sql(
-        "SELECT rule, subject, status, since, pending_since, last_fired_at, last_resolved_at,"
-        " last_notified_at, last_value, episode FROM alert_state"
+        f"SELECT {', '.join(_STATE_COLUMNS)}, evaluated_at FROM alert_state"
     ).fetchall()
-    columns = (
-        "rule",
-        "subject",
-        "status",
-        "since",
-        "pending_since",
-        "last_fired_at",
-        "last_resolved_at",
-        "last_notified_at",
-        "last_value",
-        "episode",
-    )
     states = {}
+    times = {}
     for row in rows:
-        values = dict(zip(columns, row, strict=True))
-        states[(values["rule"], values["subject"])] = AlertState(**values)
-    return states
+        values = dict(zip(_STATE_COLUMNS, row[:-1], strict=True))
+        key = (values["rule"], values["subject"])
+        states[key] = AlertState(**values)
+        times[key] = row[-1]
+    return states, times
 
 
 def save_states(
-    store: Store, states: dict[tuple[str, str], AlertState], evaluated_at: datetime
+    store: Store,
+    states: Mapping[tuple[str, str], AlertState],
+    evaluated_at: Mapping[tuple[str, str], datetime] | datetime,
 ) -> None:
-    for state in states.values():
+    for key, state in states.items():
+        at = evaluated_at if isinstance(evaluated_at, datetime) else evaluated_at.get(key)
+        if at is None:
+            continue
+        values = {c: getattr(state, c) for c in _STATE_COLUMNS}
+        values["evaluated_at"] = at
         store.con.execute(
-            "INSERT OR REPLACE INTO alert_state VALUES"
-            " ($rule, $subject, $status, $since, $pending_since, $last_fired_at,"
-            "  $last_resolved_at, $last_notified_at, $last_value, $episode, $evaluated_at)",
-            {
-                "rule": state.rule,
-                "subject": state.subject,
-                "status": state.status,
-                "since": state.since,
-                "pending_since": state.pending_since,
-                "last_fired_at": state.last_fired_at,
-                "last_resolved_at": state.last_resolved_at,
-                "last_notified_at": state.last_notified_at,
-                "last_value": state.last_value,
-                "episode": state.episode,
-                "evaluated_at": evaluated_at,
-            },
+            f"INSERT OR REPLACE INTO alert_state ({', '.join(values)}) VALUES"
+            f" ({', '.join('$' + c for c in values)})",
+            values,
         ).fetchall()
 
 
-def save_events(store: Store, events: Sequence[AlertEvent]) -> None:
+def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
+    quiet = set(silenced)
     for event in events:
         store.con.execute(
-            "INSERT INTO alert_events VALUES ($key, $rule, $subject, $ts, $kind, $value,"
-            " $threshold, $severity, $episode, $context)"
+            "INSERT INTO alert_events (key, rule, subject, ts, kind, value, threshold, severity,"
+            " episode, context, silenced) VALUES ($key, $rule, $subject, $ts, $kind, $value,"
+            " $threshold, $severity, $episode, $context, $silenced)"
             " ON CONFLICT DO NOTHING",
             {
                 "key": event.key,
@@ -401,6 +555,7 @@ def save_events(store: Store, events: Sequence[AlertEvent]) -> None:
                 "severity": event.severity,
                 "episode": event.episode,
                 "context": json.dumps(event.context, default=str, sort_keys=True),
+                "silenced": event.key in quiet,
             },
         ).fetchall()
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from alerts.delivery import Channel, FileChannel
+from alerts.delivery import Channel, FileChannel, SmtpChannel
 from alerts.rules import Rule
 from transforms.hedges import HedgeSpec
 from transforms.stress import BasketSpec
@@ -32,7 +32,7 @@ _VENUE_MARKETS: dict[str, tuple[str, ...]] = {
     "kraken": ("spot",),
 }
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
-SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env"}
+SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
 
 
 class ConfigError(Exception):
@@ -160,10 +160,30 @@ class MetricsSettings(_Model):
         return NormalDist().inv_cdf(0.5 + self.confidence / 2)
 
 
+class SilenceSettings(_Model):
+    """A silence from the config: events of `rule` for `subject` until `until` are not sent."""
+
+    rule: str = "*"
+    subject: str = "*"
+    until: datetime
+    reason: str = ""
+
+    @field_validator("until")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class AlertSettings(_Model):
     catch_up_hours: int = Field(default=24, ge=1)
     template_dir: Path | None = None
+    # Hours of each metric kept with an alert, drawn as its sparkline.
+    sparkline_hours: int = Field(default=72, ge=0, le=24 * 31)
+    # Delivery: attempts per notification within one run, and the first backoff between them.
+    delivery_attempts: int = Field(default=3, ge=1, le=10)
+    delivery_backoff_s: float = Field(default=1.0, ge=0)
     rules: list[Rule] = []
+    silences: list[SilenceSettings] = []
 
 
 class FetchSettings(_Model):
@@ -223,23 +243,42 @@ class Settings(_Model):
             for member in basket.members:
                 if member not in known:
                     raise ValueError(f"baskets.{n}.members: unknown instrument {member!r}")
+        hedge_names = {h.name for h in self.hedges}
         subjects = {
-            "hedge_decoupling": {h.name for h in self.hedges},
+            "hedge_decoupling": hedge_names,
+            "hedge_ratio_drift": hedge_names,
+            "hedge_effectiveness": hedge_names,
             "correlation_spike": {b.name for b in self.baskets},
+            "data_staleness": known,
         }
         windows = set(self.metrics.window_hours)
         _unique("alerts.rules", "name", [r.name for r in self.alerts.rules])
         for n, rule in enumerate(self.alerts.rules):
             for subject in rule.subjects:
+                if rule.kind == "pipeline_failure":
+                    continue
                 if subject != "*" and subject not in subjects.get(rule.kind, set()):
-                    raise ValueError(f"alerts.rules.{n}.subjects: unknown subject {subject!r}")
-            if rule.window_hours not in windows:
+                    raise ValueError(
+                        f"alerts.rules.{n}.subjects: unknown subject {subject!r} "
+                        f'(rule "{rule.name}")'
+                    )
+            if rule.kind in ("pipeline_failure", "data_staleness"):
+                pass
+            elif rule.window_hours not in windows:
                 raise ValueError(
-                    f"alerts.rules.{n}.window: {rule.window!r} is not one of metrics.windows"
+                    f"alerts.rules.{n}.window: {rule.window!r} is not one of metrics.windows "
+                    f'(rule "{rule.name}")'
                 )
             for channel in rule.channels:
                 if channel not in self.channels:
-                    raise ValueError(f"alerts.rules.{n}.channels: unknown channel {channel!r}")
+                    raise ValueError(
+                        f"alerts.rules.{n}.channels: unknown channel {channel!r} "
+                        f'(rule "{rule.name}")'
+                    )
+        names = {r.name for r in self.alerts.rules} | {"*"}
+        for n, silence in enumerate(self.alerts.silences):
+            if silence.rule not in names:
+                raise ValueError(f"alerts.silences.{n}.rule: unknown rule {silence.rule!r}")
         return self
 
     @model_validator(mode="after")
@@ -295,12 +334,23 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 table[secret] = value
 
 
-def _format_errors(path: Path, error: ValidationError) -> str:
+def _format_errors(path: Path, error: ValidationError, raw: Mapping[str, Any]) -> str:
     lines = [f"{path}: invalid configuration"]
     for item in error.errors(include_url=False, include_input=False):
         loc = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {item['msg']}")
+        lines.append(f"  {loc}{_rule_label(item['loc'], raw)}: {item['msg']}")
     return "\n".join(lines)
+
+
+def _rule_label(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
+    """' (rule "name")' when an error sits inside alerts.rules.N, so the rule is named."""
+    if len(loc) >= 3 and loc[0] == "alerts" and loc[1] == "rules" and isinstance(loc[2], int):
+        rules = raw.get("alerts", {}).get("rules", [])
+        if isinstance(rules, list) and loc[2] < len(rules) and isinstance(rules[loc[2]], dict):
+            name = rules[loc[2]].get("name")
+            if isinstance(name, str):
+                return f' (rule "{name}")'
+    return ""
 
 
 def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Settings:
@@ -325,7 +375,7 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Set
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(path, exc)) from None
+        raise ConfigError(_format_errors(path, exc, raw)) from None
     base = path.parent
     storage = settings.storage
     if not storage.database.is_absolute() and not database:
@@ -333,6 +383,10 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Set
     channels = {
         name: channel.model_copy(update={"dir": (base / channel.dir).resolve()})
         if isinstance(channel, FileChannel) and not channel.dir.is_absolute()
+        else channel.model_copy(update={"ca_file": (base / channel.ca_file).resolve()})
+        if isinstance(channel, SmtpChannel)
+        and channel.ca_file is not None
+        and not channel.ca_file.is_absolute()
         else channel
         for name, channel in settings.channels.items()
     }

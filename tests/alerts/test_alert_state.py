@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,8 +146,10 @@ def test_no_data_hours_never_fire_nor_resolve(
     value, n_obs = gap
     after, events = advance(before, obs(len(status_values), value, n_obs=n_obs), rule)
     assert events == []
+    # Nothing changes but the visible no-data mark.
+    assert after.no_data_since == T0 + timedelta(hours=len(status_values))
     if before is not None:
-        assert after == before
+        assert replace(after, no_data_since=None) == before
     else:
         assert after.status == "ok" and after.episode == 0
 
@@ -183,7 +186,7 @@ def test_advance_does_not_mutate_the_given_state() -> None:
 
 def test_events_carry_the_observation_context() -> None:
     _, _, [event] = run(make_rule(), [0.5])
-    assert event.context == {"window": "24h", "n_obs": 24}
+    assert event.context == {"window": "24h", "n_obs": 24, "direction": "above", "breach": "value"}
 
 
 def test_state_for_another_subject_is_refused() -> None:
