@@ -248,6 +248,7 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "history_min": min((v for v in history if v is not None), default=None),
         "history_max": max((v for v in history if v is not None), default=None),
         "extras": extras,
+        "extras_text": ", ".join(f"{name} {_num(v)}" for name, v in extras),
         "sql": ctx.get("sql"),
         "venue": ctx.get("venue"),
         "market": ctx.get("market"),

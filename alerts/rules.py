@@ -458,7 +458,7 @@ def observe_rows(
         if z_col is not None:
             context["z_metric"] = z_col
             context["z"] = z
-        context["sql"] = reproduce_sql(rule, subject, at)
+        context["sql"] = reproduce_sql(rule, subject, at, row)
         return Observation(
             rule=rule.name,
             subject=subject,
@@ -490,16 +490,19 @@ def observe_rows(
             yield build(subject, found["open_time"], found)
 
 
-def reproduce_sql(rule: Rule, subject: str, ts: datetime) -> str:
+def reproduce_sql(rule: Rule, subject: str, ts: datetime, row: dict[str, Any] | None = None) -> str:
     """Read-only SQL (for `hedgewatch query`) that returns the number the rule saw."""
     spec = KINDS[rule.kind]
     quoted = subject.replace("'", "''")
     at = ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
     if spec.source == "freshness":
+        series = " AND ".join(
+            f"{col} = '{str((row or {}).get(col, '')).replace(chr(39), chr(39) * 2)}'"
+            for col in ("venue", "market", "symbol")
+        )
         return (
-            "SELECT venue, market, symbol, max(open_time) AS last_open_time FROM candles "
-            f"WHERE open_time <= TIMESTAMPTZ '{at}' GROUP BY ALL"
-            f" -- instrument '{quoted}'"
+            f"SELECT date_diff('hour', max(open_time), TIMESTAMPTZ '{at}') AS age_hours "
+            f"FROM candles WHERE {series} AND open_time <= TIMESTAMPTZ '{at}'"
         )
     if not spec.source:
         return "SELECT * FROM runs ORDER BY started_at DESC LIMIT 5"

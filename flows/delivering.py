@@ -131,25 +131,25 @@ def deliver_outbox(
             database,
             timeout_s,
             "UPDATE deliveries SET status = 'sending', sending_since = $t,"
-            " attempts = attempts + 1,"
             " interrupted = coalesce(interrupted, 0) + CASE WHEN $i THEN 1 ELSE 0 END"
             " WHERE key = $k",
             {"k": item.key, "t": now or utc_now(), "i": item.interrupted},
         )
         error: str | None
+        tries = 1
         if channel is None:
             error = f"channel {item.channel!r} is no longer configured"
         elif not item.events:
             error = "no events found for this notification"
         else:
-            error = _send_with_retries(item, channel, settings, sleep)
+            error, tries = _send_with_retries(item, channel, settings, sleep)
         _mark(
             database,
             timeout_s,
-            "UPDATE deliveries SET last_error = $e,"
+            "UPDATE deliveries SET last_error = $e, attempts = attempts + $n,"
             " status = CASE WHEN $ok THEN 'delivered' ELSE 'queued' END,"
             " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
-            {"k": item.key, "e": error, "ok": error is None, "t": now or utc_now()},
+            {"k": item.key, "e": error, "n": tries, "ok": error is None, "t": now or utc_now()},
         )
         if error:
             report.failed += 1
@@ -162,20 +162,23 @@ def deliver_outbox(
 
 def _send_with_retries(
     item: Pending, channel: Channel, settings: Settings, sleep: Callable[[float], None]
-) -> str | None:
+) -> tuple[str | None, int]:
+    """(error or None, tries made): retryable errors are retried with exponential backoff."""
     attempts = settings.alerts.delivery_attempts
+    error: str | None = None
     for attempt in range(attempts):
         try:
-            _send(item, channel, settings)
-            return None
+            send(item, channel, settings)
+            return None, attempt + 1
         except DeliveryError as exc:
+            error = str(exc)
             if not exc.retryable or attempt == attempts - 1:
-                return str(exc)
+                return error, attempt + 1
             sleep(settings.alerts.delivery_backoff_s * 2**attempt)
-    return None  # pragma: no cover - the loop always returns
+    return error, attempts
 
 
-def _send(item: Pending, channel: Channel, settings: Settings) -> None:
+def send(item: Pending, channel: Channel, settings: Settings) -> None:
     if isinstance(channel, FileChannel):
         # The file outbox keeps every rendering, to be read as each channel would show it.
         kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")

@@ -51,6 +51,7 @@ def configure(workdir: Path, url: str, **channels: dict[str, Any]) -> Path:
     for rule in config["alerts"]["rules"]:
         rule["channels"] = ["outbox", *channels]
     config["venues"][0]["max_attempts"] = 2
+    config["alerts"]["delivery_attempts"] = 1  # one try per run: the next run retries
     path.write_text(tomli_w.dumps(config))
     return path
 
