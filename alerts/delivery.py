@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import smtplib
@@ -28,6 +29,32 @@ from alerts.render import Rendered
 
 _EXCERPT_CHARS = 200
 _REDACTED = "[redacted]"
+
+
+class _RedactingFilter(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook URL is a secret. This filter, on
+    the httpx and httpcore loggers, replaces every secret a channel registered before sending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = _redact(message, self.secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_LOG_FILTER)
+
+
+def _hide_in_logs(secrets: Iterable[str]) -> None:
+    _LOG_FILTER.secrets.update(s for s in secrets if len(s) >= 4)
 
 
 class _ChannelModel(BaseModel):
@@ -243,6 +270,7 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
             "Slack webhook: webhook_url must be an http(s) URL", channel="slack", retryable=False
         )
     secrets = [url, httpx.URL(url).path]
+    _hide_in_logs(secrets)
 
     def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
         return DeliveryError(
@@ -279,8 +307,8 @@ def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> N
         parsed.path,
         parsed.query.decode(),
         parsed.password or "",
-        parsed.username or "",
     ]
+    _hide_in_logs(secrets)
 
     def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
         return DeliveryError(
