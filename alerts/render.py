@@ -277,11 +277,12 @@ def _json_view(view: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _urgency(event: AlertEvent) -> tuple[int, int, datetime, str, str]:
+def _urgency(event: AlertEvent) -> tuple[int, int, float, str, str]:
+    # Firing before resolved, critical before warning, then the newest first.
     return (
         _KIND_ORDER[event.kind],
         _SEVERITY_ORDER[event.severity],
-        event.ts,
+        -event.ts.timestamp(),
         event.rule,
         event.subject,
     )
