@@ -410,12 +410,14 @@ def observe_rows(
     *,
     subjects: Sequence[str] | None = None,
     ts: datetime | None = None,
+    explain: bool = True,
 ) -> Iterator[Observation]:
     """Observations of `rule` for every row of `frame` (already filtered to the rule's window).
 
     With `subjects` and `ts`, the frame holds the rows of one hour: every listed subject gets an
     observation, None where its row is missing. Without them (a backtest over many hours), each
-    row matching the rule's subjects gives one observation, in the frame's order.
+    row matching the rule's subjects gives one observation, in the frame's order. `explain=False`
+    leaves out the context that only a notification needs (CI, hedge numbers, SQL).
     """
     spec = KINDS[rule.kind]
     subject_col = SUBJECT_COLUMN[spec.source]
@@ -438,6 +440,10 @@ def observe_rows(
         if spec.source == "freshness":
             n_obs = rule.min_obs if row is not None else 0  # freshness is a count, not a sample
         context: dict[str, Any] = {"rule_kind": rule.kind, "metric": metric, "window": rule.window}
+        z = _finite(row.get(z_col)) if row is not None and has_z and z_col else None
+        if not explain:
+            threshold = rule.fire_threshold
+            return Observation(rule.name, subject, at, value, n_obs, threshold, context, z)
         if spec.source != "freshness":
             context["window_hours"] = window_hours
             context["n_obs"] = n_obs
@@ -454,7 +460,6 @@ def observe_rows(
         for col in context_cols:
             cell = row.get(col) if row is not None else None
             context[col] = _finite(cell) if isinstance(cell, float) else _plain(cell)
-        z = _finite(row.get(z_col)) if row is not None and has_z and z_col else None
         if z_col is not None:
             context["z_metric"] = z_col
             context["z"] = z

@@ -10,7 +10,7 @@ state plus the events to notify. The same inputs always give the same events and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -96,13 +96,13 @@ def advance(
     ts = _utc(obs.ts)
     if obs.value is None or obs.n_obs < rule.min_obs:
         if state.no_data_since is None:
-            state = replace(state, no_data_since=ts)
+            state = _with(state, no_data_since=ts)
         return state, []
 
     value = obs.value
     breaching = rule.breaching(value, obs.z)
     clearing = rule.clearing(value, obs.z)
-    state = replace(state, last_value=value, no_data_since=None)
+    state = _with(state, last_value=value, no_data_since=None)
 
     def event(kind: EventKind, episode: int, threshold: float, severity: Severity) -> AlertEvent:
         context = dict(obs.context)
@@ -125,8 +125,8 @@ def advance(
         if clearing:
             clearing_since = state.clearing_since or ts
             if ts - clearing_since < timedelta(hours=rule.keep_firing_hours):
-                return replace(state, clearing_since=clearing_since), []
-            resolved = replace(
+                return _with(state, clearing_since=clearing_since), []
+            resolved = _with(
                 state,
                 status="ok",
                 since=ts,
@@ -138,11 +138,11 @@ def advance(
             )
             severity = state.severity or rule.severity
             return resolved, [event("resolved", state.episode, rule.clear_threshold, severity)]
-        state = replace(state, clearing_since=None)
+        state = _with(state, clearing_since=None)
         severity = rule.severity_for(value) if breaching else (state.severity or rule.severity)
         if SEVERITY_RANK[severity] > SEVERITY_RANK[state.severity or rule.severity]:
             threshold = rule.critical_at if rule.critical_at is not None else rule.fire_threshold
-            return replace(state, last_notified_at=ts, severity=severity), [
+            return _with(state, last_notified_at=ts, severity=severity), [
                 event("escalated", state.episode, threshold, severity)
             ]
         due = rule.repeat_hours is not None and (
@@ -151,21 +151,21 @@ def advance(
         )
         if due:
             current = state.severity or rule.severity
-            return replace(state, last_notified_at=ts), [
+            return _with(state, last_notified_at=ts), [
                 event("repeat", state.episode, rule.fire_threshold, current)
             ]
         return state, []
 
     if clearing:
         if state.status == "pending":
-            return replace(state, status="ok", since=ts, pending_since=None), []
+            return _with(state, status="ok", since=ts, pending_since=None), []
         return state, []
     if not breaching:
         return state, []  # between the thresholds: hold
 
     pending_since = state.pending_since or ts
     if state.status != "pending":
-        state = replace(state, status="pending", since=ts, pending_since=pending_since)
+        state = _with(state, status="pending", since=ts, pending_since=pending_since)
     held_long_enough = ts - pending_since >= timedelta(hours=rule.for_hours)
     cooling_down = state.last_resolved_at is not None and ts - state.last_resolved_at < timedelta(
         hours=rule.cooldown_hours
@@ -174,7 +174,7 @@ def advance(
         return state, []
     episode = state.episode + 1
     severity = rule.severity_for(value)
-    fired = replace(
+    fired = _with(
         state,
         status="firing",
         since=ts,
@@ -185,6 +185,14 @@ def advance(
         clearing_since=None,
     )
     return fired, [event("firing", episode, rule.fire_threshold, severity)]
+
+
+def _with(state: AlertState, **changes: Any) -> AlertState:
+    """`dataclasses.replace` without its per-call introspection (this runs for every hour)."""
+    new = object.__new__(AlertState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def _utc(ts: datetime) -> datetime:

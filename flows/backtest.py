@@ -153,7 +153,7 @@ def run_backtest(
         if source != "freshness":
             frame = frame.filter(pl.col("window_hours") == rule.window_hours)
         states: dict[str, AlertState] = {}
-        for obs in observe_rows(rule, frame.sort("open_time")):
+        for obs in observe_rows(rule, frame.sort("open_time"), explain=False):
             subjects[rule.name].add(obs.subject)
             if obs.value is None or obs.n_obs < rule.min_obs:
                 no_data[rule.name] += 1
