@@ -25,8 +25,6 @@ from flows.settings import Settings
 from flows.store import Store, StoreError, connect
 
 HOUR = timedelta(hours=1)
-# Candles copied before the first replayed hour: the longest window plus room for baselines.
-EXTRA_HISTORY = timedelta(days=35)
 
 
 @dataclass
@@ -51,17 +49,28 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def history_needed(settings: Settings) -> timedelta:
+    """How far before the first replayed hour the metrics read: the longest window, the z-score
+    baseline, and a day for daily baskets (the same lookback `pipeline.compute` uses)."""
+    metrics = settings.metrics
+    longest = max(metrics.window_hours)
+    daily = timedelta(days=longest // 24 + 3) if metrics.daily_baskets else timedelta(0)
+    return HOUR * (longest + metrics.baseline_hours + 2) + daily
+
+
 def _memory_store(settings: Settings, database: Path, start: datetime, end: datetime) -> Store:
     if not database.exists():
         raise StoreError(f"{database}: database not found")
+    first = start - history_needed(settings)
     source = connect(database, read_only=True, timeout_s=settings.storage.lock_timeout_s)
     try:
         candles = source.sql(
             "SELECT * FROM candles WHERE open_time >= $a AND open_time <= $b",
-            params={
-                "a": start - EXTRA_HISTORY - HOUR * max(settings.metrics.window_hours),
-                "b": end,
-            },
+            params={"a": first, "b": end},
+        ).pl()
+        funding = source.sql(
+            "SELECT * FROM funding WHERE funding_time >= $a AND funding_time <= $b",
+            params={"a": first - timedelta(days=1), "b": end},
         ).pl()
     finally:
         source.close()
@@ -69,9 +78,11 @@ def _memory_store(settings: Settings, database: Path, start: datetime, end: date
     con.execute("SET TimeZone = 'UTC'")
     store = Store(con, Path(":memory:"))
     store.migrate()
-    con.register("copied", candles.to_arrow())
-    con.execute("INSERT INTO candles SELECT * FROM copied").fetchall()
-    con.unregister("copied")
+    for table, frame in (("candles", candles), ("funding", funding)):
+        if frame.height:
+            con.register("copied", frame.to_arrow())
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM copied").fetchall()
+            con.unregister("copied")
     return store
 
 
