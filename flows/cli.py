@@ -248,8 +248,7 @@ def replay_serve(
 
 
 # Commands of each area live in their own module (flows/cli_*.py) and register on `app` on import.
-from flows import cli_alerts  # noqa: E402, F401
-from flows import cli_data  # noqa: E402, F401
+from flows import cli_alerts, cli_data  # noqa: E402, F401
 
 
 def main() -> None:
