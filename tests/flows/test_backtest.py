@@ -92,3 +92,14 @@ def test_bad_ranges_exit_2(history: Path, args: list[str], message: str) -> None
         app, ["backtest", *args, "-c", str(example_config()), "-d", str(history)]
     )
     assert result.exit_code == 2 and message in result.output
+
+
+def test_benchmark_config_uses_the_example_rules() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    bench = tomllib.loads((root / "benchmarks" / "backtest.toml").read_text())
+    example = tomllib.loads(example_config().read_text())
+    assert bench["alerts"]["rules"] == example["alerts"]["rules"]
+    assert bench["metrics"] == example["metrics"]
+    assert len(bench["instruments"]) == 20
