@@ -45,7 +45,7 @@ from flows.pipeline import (
     save_events,
 )
 from flows.settings import Settings, utc_now
-from flows.store import Store, connect
+from flows.store import Store, StoreError, connect
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,32 @@ def notify_pipeline_failure(
             severity="critical",
             channels=sorted(settings.channels),
         )
-    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
-        queue_events(store, settings, [event], run_id, {rule.name: rule})
+    try:
+        with Store.open(
+            settings.storage.database, timeout_s=settings.storage.lock_timeout_s
+        ) as store:
+            queue_events(store, settings, [event], run_id, {rule.name: rule})
+    except StoreError as exc:
+        # The run may have failed because of the database itself: send directly (same key, so a
+        # receiver can still drop a duplicate), and say the outbox could not record it.
+        log.warning("pipeline failure not recorded in the outbox (%s); sending directly", exc)
+        return _send_directly(settings, rule, event, sleep)
     return deliver_outbox(settings, sleep=sleep)
+
+
+def _send_directly(
+    settings: Settings, rule: Rule, event: AlertEvent, sleep: Callable[[float], None]
+) -> DeliveryReport:
+    report = DeliveryReport()
+    for name in rule.channels:
+        channel = settings.channels.get(name)
+        if channel is None:
+            continue
+        key = f"{event.key}|{name}"
+        error, _ = _send_with_retries(Pending(key, name, [event]), channel, settings, sleep)
+        if error:
+            report.failed += 1
+            report.errors.append(f"{name}: {error}")
+        else:
+            report.delivered += 1
+    return report

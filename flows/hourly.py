@@ -86,7 +86,8 @@ def load_compute_evaluate(
         store.start_run(summary.run_id, summary.started_at, summary.as_of or summary.started_at)
         loaded = pipeline.load(store, fetches, summary.run_id)
         computed = pipeline.compute(store, settings, loaded.earliest_new)
-        venue_times = {f.venue: f.server_time for f in fetches}
+        # A venue that did not answer is judged by our own clock: its series are going stale.
+        venue_times = {f.venue: f.server_time or summary.started_at for f in fetches}
         evaluated = pipeline.evaluate(store, settings, summary.run_id, venue_times)
     summary.fetched = {"candles": loaded.candles, "funding": loaded.funding}
     summary.computed = {

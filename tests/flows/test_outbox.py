@@ -333,6 +333,46 @@ def test_pipeline_failure_goes_out_once_per_run(tmp_path: Path, hook: Hook) -> N
     assert "StoreBusy: database locked" in body["text"]
 
 
+@pytest.mark.slow
+def test_pipeline_failure_is_sent_directly_when_the_database_is_held(
+    tmp_path: Path, hook: Hook
+) -> None:
+    config = write_config(tmp_path, HOOK_CHANNEL, ["hook"])
+    config.write_text(config.read_text().replace("lock_timeout_s = 5", "lock_timeout_s = 0.5"))
+    settings = settings_for(config, TEST_HOOK_URL=hook.url)
+    with Store.open(settings.storage.database):
+        pass  # create the file and its schema
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]);"
+            " print('holding', flush=True); time.sleep(60)",
+            str(settings.storage.database),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        report = notify_pipeline_failure(
+            settings,
+            flow="hedgewatch-hourly",
+            run_id="run-7",
+            started_at=datetime(2026, 1, 1, 11, 5, tzinfo=UTC),
+            error="StoreBusy: another process holds the database",
+        )
+    finally:
+        holder.kill()
+        holder.wait(10)
+    # Without a pipeline_failure rule it goes to every channel: the webhook and the file outbox.
+    assert (report.delivered, report.failed) == (2, 0)
+    assert len(list((tmp_path / "outbox").glob("*.md"))) == 1
+    [(key, body)] = hook.received
+    assert key.startswith("pipeline-failure|hedgewatch-hourly|0|firing|") and key.endswith("|hook")
+    assert "another process holds the database" in body["text"]
+
+
 def test_secrets_never_reach_logs_database_outbox_or_errors(
     tmp_path: Path, hook: Hook, caplog: pytest.LogCaptureFixture
 ) -> None:
