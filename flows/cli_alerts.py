@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -42,18 +43,27 @@ def parse_time(text: str, option: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _open_store(config: Path) -> tuple[Settings, AbstractContextManager[Store]]:
+@contextmanager
+def _store(config: Path, *, read_only: bool = False) -> Iterator[tuple[Settings, Store]]:
+    """Settings and an open store; a busy database exits 3, a broken one 2."""
     from flows.store import Store, StoreBusy, StoreError
 
     settings = _settings(config)
     try:
-        return settings, Store.open(
-            settings.storage.database, timeout_s=settings.storage.lock_timeout_s
+        opened = Store.open(
+            settings.storage.database,
+            read_only=read_only,
+            timeout_s=settings.storage.lock_timeout_s,
         )
+        store = opened.__enter__()
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
+    try:
+        yield settings, store
+    finally:
+        opened.__exit__(None, None, None)
 
 
 @alerts_app.command("list")
@@ -62,37 +72,31 @@ def list_alerts(
     fmt: Annotated[QueryFormat, typer.Option("--format", "-f")] = QueryFormat.table,
 ) -> None:
     """Every (rule, subject) with its state — ok, pending, firing or no data — and silences."""
-    from flows.store import StoreBusy
-
-    settings, opened = _open_store(config)
-    try:
-        with opened as store:
-            columns = [
-                "rule",
-                "subject",
-                "status",
-                "severity",
-                "since",
-                "last_value",
-                "episode",
-                "no_data_since",
-                "evaluated_at",
-                "silenced_until",
-            ]
-            rows = store.con.execute(
-                "SELECT s.rule, s.subject,"
-                " CASE WHEN s.no_data_since IS NOT NULL THEN s.status || ' (no data)'"
-                " ELSE s.status END, s.severity, s.since, s.last_value, s.episode,"
-                " s.no_data_since, s.evaluated_at, max(x.until) AS silenced_until"
-                " FROM alert_state AS s LEFT JOIN alert_silences AS x"
-                "  ON x.rule IN ('*', s.rule) AND x.subject IN ('*', s.subject) AND x.until > now()"
-                " GROUP BY ALL ORDER BY s.rule, s.subject"
-            ).fetchall()
-            silences = store.con.execute(
-                "SELECT rule, subject, until, reason FROM alert_silences ORDER BY until"
-            ).fetchall()
-    except StoreBusy as exc:
-        raise fail(str(exc), 3) from None
+    with _store(config, read_only=True) as (settings, store):
+        columns = [
+            "rule",
+            "subject",
+            "status",
+            "severity",
+            "since",
+            "last_value",
+            "episode",
+            "no_data_since",
+            "evaluated_at",
+            "silenced_until",
+        ]
+        rows = store.con.execute(
+            "SELECT s.rule, s.subject,"
+            " CASE WHEN s.no_data_since IS NOT NULL THEN s.status || ' (no data)'"
+            " ELSE s.status END, s.severity, s.since, s.last_value, s.episode,"
+            " s.no_data_since, s.evaluated_at, max(x.until) AS silenced_until"
+            " FROM alert_state AS s LEFT JOIN alert_silences AS x"
+            "  ON x.rule IN ('*', s.rule) AND x.subject IN ('*', s.subject) AND x.until > now()"
+            " GROUP BY ALL ORDER BY s.rule, s.subject"
+        ).fetchall()
+        silences = store.con.execute(
+            "SELECT rule, subject, until, reason FROM alert_silences ORDER BY until"
+        ).fetchall()
     typer.echo(format_rows(columns, rows, fmt), nl=False)
     configured = [(s.rule, s.subject, s.until, s.reason) for s in settings.alerts.silences]
     if fmt is QueryFormat.table and (silences or configured):
@@ -117,12 +121,12 @@ def silence(
     ends = parse_time(until, "--until")
     if ends <= datetime.now(UTC):
         raise fail("--until: the silence would already be over", 2)
-    settings, opened = _open_store(config)
+    settings = _settings(config)
     names = {r.name for r in settings.alerts.rules}
     if rule != "*" and rule not in names:
         known = ", ".join(sorted(names)) or "none configured"
         raise fail(f"unknown rule {rule!r} (rules: {known})", 2)
-    with opened as store:
+    with _store(config) as (_, store):
         store.con.execute(
             "INSERT OR REPLACE INTO alert_silences VALUES ($r, $s, $u, $why, now())",
             {"r": rule, "s": subject, "u": ends, "why": reason or None},
@@ -137,8 +141,7 @@ def unsilence(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Remove a silence set with `alerts silence` (silences in the config stay)."""
-    _, opened = _open_store(config)
-    with opened as store:
+    with _store(config) as (_, store):
         removed = store.con.execute(
             "DELETE FROM alert_silences WHERE rule = $r AND subject = $s RETURNING rule",
             {"r": rule, "s": subject},
