@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -64,12 +65,14 @@ class VenueFetch:
 
 
 def default_factory(venue: VenueSettings) -> Exchange:
+    extra: dict[str, Any] = {"exchange": venue.exchange} if venue.exchange else {}
     return make_exchange(
         venue.kind,
         venue=venue.name,
         base_urls={str(k): v for k, v in (venue.base_urls or {}).items()} or None,
         timeout_s=venue.timeout_s,
         max_attempts=venue.max_attempts,
+        **extra,
     )
 
 

@@ -30,6 +30,7 @@ _VENUE_MARKETS: dict[str, tuple[str, ...]] = {
     "okx": ("spot", "perp"),
     "coinbase": ("spot",),
     "kraken": ("spot",),
+    "ccxt": ("spot", "perp"),
 }
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
@@ -64,12 +65,21 @@ class StorageSettings(_Model):
 
 class VenueSettings(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
-    # Also "ccxt" with `exchange` naming a ccxt exchange id (needs the hedgewatch[ccxt] extra).
-    kind: Literal["binance", "bybit", "okx", "coinbase", "kraken"]
+    kind: Literal["binance", "bybit", "okx", "coinbase", "kraken", "ccxt"]
+    # kind = "ccxt": the ccxt exchange id (needs the hedgewatch[ccxt] extra); symbols are ccxt's.
+    exchange: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
     base_urls: dict[Market, str] | None = None
     timeout_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=10)
     enabled: bool = True
+
+    @model_validator(mode="after")
+    def _ccxt_names_its_exchange(self) -> VenueSettings:
+        if self.kind == "ccxt" and not self.exchange:
+            raise ValueError("exchange: a ccxt venue needs the ccxt exchange id, e.g. 'kraken'")
+        if self.kind != "ccxt" and self.exchange:
+            raise ValueError("exchange: only a ccxt venue takes an exchange id")
+        return self
 
 
 class InstrumentSettings(_Model):

@@ -9,6 +9,7 @@ from typing import Any
 from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA, Exchange
 from flows.exchanges.binance import BinanceClient
 from flows.exchanges.bybit import BYBIT, BybitClient
+from flows.exchanges.ccxt_venue import CcxtClient
 from flows.exchanges.coinbase import COINBASE, CoinbaseClient
 from flows.exchanges.errors import (
     BadResponse,
@@ -49,6 +50,7 @@ EXCHANGE_KINDS: dict[str, Callable[..., Exchange]] = {
     "okx": OkxClient,
     "coinbase": CoinbaseClient,
     "kraken": KrakenClient,
+    "ccxt": CcxtClient,
 }
 # The venues whose facts are a RestVenueSpec (the replay exchange serves the same specs).
 REST_SPECS: dict[str, RestVenueSpec] = {
@@ -64,6 +66,7 @@ EXCHANGE_MARKETS: dict[str, tuple[str, ...]] = {
     "okx": ("spot", "perp"),
     "coinbase": ("spot",),
     "kraken": ("spot",),
+    "ccxt": ("spot", "perp"),
 }
 
 

@@ -61,7 +61,7 @@ def test_factory_builds_a_client_that_satisfies_the_protocol() -> None:
 
 
 def test_factory_names_the_known_kinds_for_an_unknown_one() -> None:
-    with pytest.raises(ValueError, match="binance, bybit, coinbase, kraken, okx"):
+    with pytest.raises(ValueError, match="binance, bybit, ccxt, coinbase, kraken, okx"):
         make_exchange("deribit", venue="deribit")
 
 
