@@ -60,6 +60,8 @@ class MarketSpec:
     klines_weights: tuple[tuple[int, int], ...]
     weight_budget_per_minute: int
     intervals: tuple[str, ...] = _FIXED_INTERVALS
+    # The budget's window; Binance counts per minute (benchmarks scale both down together).
+    weight_window_s: float = 60.0
     funding_path: str | None = None
     funding_max_limit: int = 0
     # fundingRate is limited separately (500 requests / 5 min / IP, shared with fundingInfo); an
@@ -161,7 +163,12 @@ class BinanceClient:
         policy = policy or RetryPolicy(max_attempts=max_attempts)
         self._http: dict[str, JsonHttp] = {}
         for name, market in spec.markets.items():
-            limiter = WeightLimiter(market.weight_budget_per_minute, clock=clock, sleep=sleep)
+            limiter = WeightLimiter(
+                market.weight_budget_per_minute,
+                window_s=market.weight_window_s,
+                clock=clock,
+                sleep=sleep,
+            )
             self._http[name] = JsonHttp(
                 venue,
                 overrides.get(name, market.base_url),

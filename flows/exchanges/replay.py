@@ -126,6 +126,7 @@ class ReplayExchange:
         *,
         now: datetime,
         weight_limit_per_minute: int = 6000,
+        weight_window_s: float = 60.0,
         interval: str = "1h",
         weight_clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
@@ -134,6 +135,7 @@ class ReplayExchange:
     ) -> None:
         self._spec = spec
         self._weight_limit = weight_limit_per_minute
+        self._weight_window_s = weight_window_s
         self._weight_clock = weight_clock
         self._address = (host, port)
         self._lock = threading.Lock()
@@ -242,7 +244,7 @@ class ReplayExchange:
     def _charge(self, market: MarketSpec, weight: int) -> tuple[bool, int, float]:
         """Book `weight` in the market's current minute: (allowed, used, seconds to next window)."""
         now = self._weight_clock()
-        window = math.floor(now / 60)
+        window = math.floor(now / self._weight_window_s)
         with self._lock:
             booked_window, used = self._weights.get(market.market, (window, 0))
             if booked_window != window:
@@ -251,7 +253,7 @@ class ReplayExchange:
             if allowed:
                 used += weight
             self._weights[market.market] = (window, used)
-        return allowed, used, (window + 1) * 60 - now
+        return allowed, used, (window + 1) * self._weight_window_s - now
 
     def _respond(self, path: str, params: dict[str, str], fault: Fault | None) -> _Response:
         route = self._route(path)
