@@ -205,6 +205,17 @@ def _execute(
     for chunk in todo:
         queues[chunk.venue].append(chunk)
     running: dict[Future[pl.DataFrame], Chunk] = {}
+    # Each venue's clock, read once: a backfill's ranges are history, and a clock that grows
+    # stale during a long backfill only holds back candles that closed meanwhile.
+    clocks: dict[str, datetime | None] = {}
+    for venue in venues:
+        if queues[venue.name]:
+            try:
+                clocks[venue.name] = clients[venue.name].server_time()
+            except ExchangeError as exc:
+                log.error("venue %s skipped: %s", venue.name, exc)
+                report.failed.extend((chunk, str(exc)) for chunk in queues[venue.name])
+                queues[venue.name] = []
 
     def refill() -> None:
         # Keep at most `workers` chunks in flight per venue, so memory stays flat.
@@ -212,7 +223,8 @@ def _execute(
             in_flight = sum(1 for c in running.values() if c.venue == name)
             while queue and in_flight < workers:
                 chunk = queue.pop(0)
-                running[pools[name].submit(_fetch, clients[name], chunk)] = chunk
+                future = pools[name].submit(_fetch, clients[name], chunk, clocks.get(name))
+                running[future] = chunk
                 in_flight += 1
 
     try:
@@ -252,10 +264,13 @@ def _describe(chunk: Chunk) -> tuple[str, ...]:
     )
 
 
-def _fetch(client: Exchange, chunk: Chunk) -> pl.DataFrame:
+def _fetch(client: Exchange, chunk: Chunk, now: datetime | None) -> pl.DataFrame:
     if chunk.dataset == "funding":
-        return client.fetch_funding(chunk.symbol, chunk.start, chunk.end)
-    return client.fetch_candles(chunk.market, chunk.symbol, chunk.interval, chunk.start, chunk.end)
+        end = chunk.end if now is None else min(chunk.end, now)
+        return client.fetch_funding(chunk.symbol, chunk.start, end)
+    return client.fetch_candles(
+        chunk.market, chunk.symbol, chunk.interval, chunk.start, chunk.end, now=now
+    )
 
 
 def _store(settings: Settings, chunk: Chunk, frame: pl.DataFrame) -> None:

@@ -107,7 +107,7 @@ def fetch_venue(
             mark = candle_marks.get((venue.name, market, symbol, interval))
             start = mark + HOUR if mark else first
             return _guarded(
-                lambda: client.fetch_candles(market, symbol, interval, start, now),
+                lambda: client.fetch_candles(market, symbol, interval, start, now, now=now),
                 SeriesFetch(venue.name, market, symbol, "candles", start, now, 0),
                 CANDLE_SCHEMA,
                 down,

@@ -52,8 +52,18 @@ class Exchange(Protocol):
     def server_time(self) -> datetime: ...
 
     def fetch_candles(
-        self, market: str, symbol: str, interval: str, start: datetime, end: datetime
-    ) -> pl.DataFrame: ...
+        self,
+        market: str,
+        symbol: str,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime | None = None,
+    ) -> pl.DataFrame:
+        """Closed candles in [start, end). `now`: the venue's time if the caller already read it
+        (an older value is safe: it only holds back candles that closed since)."""
+        ...
 
     def fetch_funding(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame: ...
 

@@ -196,7 +196,14 @@ class BinanceClient:
         return ms_to_datetime(self._server_time_ms(self._market(market)))
 
     def fetch_candles(
-        self, market: str, symbol: str, interval: str, start: datetime, end: datetime
+        self,
+        market: str,
+        symbol: str,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime | None = None,
     ) -> pl.DataFrame:
         """Every closed candle with start <= open_time < end, ascending, one row per open_time."""
         spec = self._market(market)
@@ -211,7 +218,7 @@ class BinanceClient:
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         if end_ms <= start_ms:
             return empty_candles()
-        now_ms = self._server_time_ms(spec)
+        now_ms = self._server_time_ms(spec) if now is None else datetime_to_ms(now)
         # The venue filters on open time, inclusive at both ends; closed means open + step <= now.
         last_open_ms = min(end_ms - 1, now_ms - step)
         http = self._http[spec.market]

@@ -83,12 +83,19 @@ class CcxtClient:
         return ms_to_datetime(self._now_ms())
 
     def fetch_candles(
-        self, market: str, symbol: str, interval: str, start: datetime, end: datetime
+        self,
+        market: str,
+        symbol: str,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime | None = None,
     ) -> pl.DataFrame:
         """Every closed candle with start <= open_time < end, ascending, one row per open_time."""
         step = interval_ms(interval)
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
-        now_ms = self._now_ms()
+        now_ms = self._now_ms() if now is None else datetime_to_ms(now)
         last_open = min(end_ms - 1, now_ms - step)
         rows: dict[int, list[Any]] = {}
         since = start_ms

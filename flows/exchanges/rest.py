@@ -220,7 +220,14 @@ class RestClient:
         return ms_to_datetime(self._server_time_ms())
 
     def fetch_candles(
-        self, market: str, symbol: str, interval: str, start: datetime, end: datetime
+        self,
+        market: str,
+        symbol: str,
+        interval: str,
+        start: datetime,
+        end: datetime,
+        *,
+        now: datetime | None = None,
     ) -> pl.DataFrame:
         """Every closed candle with start <= open_time < end, ascending, one row per open_time."""
         spec = self._market(market)
@@ -237,7 +244,7 @@ class RestClient:
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         if end_ms <= start_ms:
             return empty_candles()
-        now_ms = self._server_time_ms()
+        now_ms = self._server_time_ms() if now is None else datetime_to_ms(now)
         first_open = -(-start_ms // step) * step
         last_open = (min(end_ms - 1, now_ms - step) // step) * step
         if last_open < first_open:
