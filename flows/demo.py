@@ -102,8 +102,9 @@ def run_demo(
     database = workdir / "hedgewatch.duckdb"
     with Store.open(database, read_only=True) as store:
         timeline = store.con.sql(
-            "SELECT ts, kind, rule, subject, value, threshold FROM alert_events"
-            " ORDER BY ts, rule, subject"
+            "SELECT ts, kind, rule, subject, value, threshold,"
+            " coalesce(json_extract_string(context, '$.direction'), 'above') AS direction"
+            " FROM alert_events ORDER BY ts, rule, subject"
         ).fetchall()
         counts = store.con.execute(
             "SELECT (SELECT count(*) FROM candles), (SELECT count(*) FROM hedge_metrics),"
@@ -114,10 +115,11 @@ def run_demo(
     echo("Alert timeline (hour of the candle that triggered it, UTC):")
     if not timeline:
         echo("  (no alerts)")
-    for ts, kind, rule, subject, value, threshold in timeline:
-        relation = ">" if kind != "resolved" else "<"
+    for ts, kind, rule, subject, value, threshold, direction in timeline:
+        above = direction == "above"
+        relation = ">" if (kind != "resolved") == above else "<"
         echo(
-            f"  {ts:%Y-%m-%d %H:%M}  {kind.upper():<8} {rule:<18} {subject:<18} "
+            f"  {ts:%Y-%m-%d %H:%M}  {kind.upper():<9} {rule:<19} {subject:<18} "
             f"{value:+.3f} {relation} {threshold:+.2f}"
         )
     outbox = workdir / "outbox"
