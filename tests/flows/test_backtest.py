@@ -59,6 +59,9 @@ def test_luna_crash_fires_a_correlation_spike_and_a_hedge_alert(history: Path) -
     assert spikes, events
     hedges = [e for e in events if str(e["rule"]).startswith("hedge-") and e["state"] == "firing"]
     assert any(e["subject"] == "luna-vs-btc-perp" for e in hedges)
+    # LUNA's spot market stops on 2022-05-13: its series goes stale within hours.
+    stale = [e for e in events if e["rule"] == "data-staleness" and e["state"] == "firing"]
+    assert [(e["subject"], str(e["ts"])[:10]) for e in stale] == [("LUNA", "2022-05-13")]
     summaries = {r["rule"]: r for r in rows if r["type"] == "summary"}
     assert summaries["correlation-spike"]["episodes"] >= 1
     assert set(summaries) >= {"hedge-decoupling", "correlation-spike", "data-staleness"}
