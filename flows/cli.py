@@ -240,10 +240,11 @@ def replay_serve(
         except ValueError:
             raise fail(f"--now: not an ISO 8601 time: {now!r}", 2) from None
         clock = clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock.astimezone(UTC)
-    from flows.exchanges import EXCHANGE_KINDS
+    from flows.exchanges import REST_SPECS
 
-    if venue not in EXCHANGE_KINDS:
-        raise fail(f"--venue: expected one of {', '.join(sorted(EXCHANGE_KINDS))}", 2)
+    served = ("binance", *sorted(REST_SPECS))
+    if venue not in served:
+        raise fail(f"--venue: expected one of {', '.join(served)}", 2)
     serve(data, host=host, port=port, now=clock, venue=venue)
 
 

@@ -365,3 +365,13 @@ def test_gaps_on_a_missing_database_exits_2(tmp_path: Path, empty_config: Path) 
     result = CliRunner().invoke(app, ["gaps", "-c", str(empty_config)])
     assert result.exit_code == 2
     assert "database not found" in result.output
+
+
+def test_replay_serve_refuses_an_unknown_venue_with_exit_2(tmp_path: Path) -> None:
+    data = tmp_path / "candles_1h_.csv"
+    data.write_text("ts,symbol,open,high,low,close,volume\n1704067200000,BTCUSDT,1,1,1,1,1\n")
+
+    result = CliRunner().invoke(app, ["replay", "serve", "--data", str(data), "--venue", "ftx"])
+
+    assert result.exit_code == 2
+    assert "--venue: expected one of binance, bybit, coinbase, kraken, okx" in result.output
