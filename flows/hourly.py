@@ -1,8 +1,16 @@
 """The hourly run as a Prefect flow: settings → fetch per venue → load → compute → evaluate →
 deliver → publish.
 
-Tasks adapt plain functions; HTTP retries live in the exchange clients, so tasks do not retry.
-The database is opened only while a step writes, never across network calls.
+Tasks adapt plain functions. Retries: HTTP retries live in the exchange clients and the outbox
+retries deliveries on the next run, so fetch and deliver never retry as tasks; the database steps
+retry once, only when another process held the file past `storage.lock_timeout_s`. Each venue's
+fetch is one task tagged `venue:<name>` (a Prefect tag concurrency limit of 1 per venue keeps
+overlapping runs from sharing a venue's rate budget; `hedgewatch serve` creates the limits).
+Timeouts come from `[schedule]`: each database step and the delivery get `step_timeout_s`; a
+fetch runs in a worker thread, where Prefect cannot interrupt it, so it is bounded by the HTTP
+client's timeouts and attempts and by the run's `run_timeout_s` (set on the deployment).
+The database is opened only while a step reads or writes, never across network calls. A failed
+run sends a pipeline-failure alert (`flows/failure.py`).
 """
 
 from __future__ import annotations
@@ -19,9 +27,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import delivering, pipeline
+from flows.failure import on_flow_failure
 from flows.fetching import VenueFetch, fetch_venue
 from flows.settings import Settings, VenueSettings, load_settings, utc_now
-from flows.store import Store
+from flows.store import Store, StoreBusy
+
+# Hours whose metrics must be recomputed, set before candles are written and cleared after the
+# metrics are: a run killed in between recomputes them next time.
+METRICS_DIRTY_SINCE = "metrics.dirty_since"
+BUSY_RETRY_DELAY_S = 30.0
 
 
 @dataclass
@@ -33,8 +47,11 @@ class RunSummary:
     as_of: datetime | None = None
     status: str = "running"
     fetched: dict[str, Any] = field(default_factory=dict)
+    series: list[dict[str, Any]] = field(default_factory=list)  # per series: range and rows
     failures: list[str] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)  # missing candles in fetched ranges
     computed: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # newest value per subject
     alerts: list[dict[str, Any]] = field(default_factory=list)
     deliveries: dict[str, Any] = field(default_factory=dict)
 
@@ -46,7 +63,26 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("hedgewatch")
 
 
-@task(name="read-watermarks", cache_policy=NO_CACHE)
+def retry_when_busy(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a database step only when the file was held by another process."""
+    try:
+        state.result()
+    except StoreBusy:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+_DB_STEP: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": 1,
+    "retry_delay_seconds": BUSY_RETRY_DELAY_S,
+    "retry_condition_fn": retry_when_busy,
+}
+
+
+@task(name="read-watermarks", **_DB_STEP)
 def read_watermarks(settings: Settings) -> tuple[dict[Any, datetime], dict[Any, datetime]]:
     with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
         return store.series_watermarks(), store.funding_watermarks()
@@ -78,18 +114,40 @@ def fetch(
     return result
 
 
-@task(name="load-compute-evaluate", cache_policy=NO_CACHE)
+@task(name="load-compute-evaluate", **_DB_STEP)
 def load_compute_evaluate(
     settings: Settings, fetches: list[VenueFetch], summary: RunSummary
 ) -> RunSummary:
     with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
         store.start_run(summary.run_id, summary.started_at, summary.as_of or summary.started_at)
+        mark_metrics_dirty(store, fetches)
         loaded = pipeline.load(store, fetches, summary.run_id)
-        computed = pipeline.compute(store, settings, loaded.earliest_new)
+        since = min(
+            (t for t in (loaded.earliest_new, store.cursor(METRICS_DIRTY_SINCE)) if t is not None),
+            default=None,
+        )
+        computed = pipeline.compute(store, settings, since)
+        clear_metrics_dirty(store)
         # A venue that did not answer is judged by our own clock: its series are going stale.
         venue_times = {f.venue: f.server_time or summary.started_at for f in fetches}
         evaluated = pipeline.evaluate(store, settings, summary.run_id, venue_times)
+        summary.gaps = fetched_gaps(store, fetches)
+        summary.metrics = metrics_summary(store)
     summary.fetched = {"candles": loaded.candles, "funding": loaded.funding}
+    summary.series = [
+        {
+            "venue": s.venue,
+            "market": s.market,
+            "symbol": s.symbol,
+            "dataset": s.dataset,
+            "from": s.start_time,
+            "to": s.end_time,
+            "rows": s.rows,
+            "error": s.error,
+        }
+        for f in fetches
+        for s in f.series
+    ]
     summary.computed = {
         "since": computed.since,
         "through": computed.through,
@@ -113,6 +171,76 @@ def load_compute_evaluate(
     return summary
 
 
+def mark_metrics_dirty(store: Store, fetches: list[VenueFetch]) -> None:
+    """Record the earliest hour the fetched rows can change before writing them, so a run
+    killed between writing candles and storing metrics recomputes those hours next time."""
+    times: list[Any] = [f.candles["open_time"].min() for f in fetches if f.candles.height]
+    times += [
+        pipeline._settling_hour(f.funding["funding_time"].min())  # type: ignore[arg-type]
+        for f in fetches
+        if f.funding.height
+    ]
+    if not times:
+        return
+    earliest = min(times)
+    current = store.cursor(METRICS_DIRTY_SINCE)
+    if current is None or earliest < current:
+        store.set_cursor(METRICS_DIRTY_SINCE, earliest)
+
+
+def clear_metrics_dirty(store: Store) -> None:
+    store.con.execute("DELETE FROM cursors WHERE name = $n", {"n": METRICS_DIRTY_SINCE}).fetchall()
+
+
+def fetched_gaps(store: Store, fetches: list[VenueFetch]) -> list[dict[str, Any]]:
+    """Gaps (from the `gaps` view) that overlap what this run asked each series for."""
+    gaps: list[dict[str, Any]] = []
+    for f in fetches:
+        for s in f.series:
+            if s.dataset != "candles" or s.error:
+                continue
+            rows = store.con.execute(
+                "SELECT first_missing, last_missing, missing_hours FROM gaps"
+                " WHERE venue = $v AND market = $m AND symbol = $s"
+                " AND last_missing >= $start AND first_missing <= $end ORDER BY first_missing",
+                {
+                    "v": s.venue,
+                    "m": s.market,
+                    "s": s.symbol,
+                    "start": s.start_time,
+                    "end": s.end_time,
+                },
+            ).fetchall()
+            gaps.extend(
+                {
+                    "venue": s.venue,
+                    "market": s.market,
+                    "symbol": s.symbol,
+                    "first_missing": first,
+                    "last_missing": last,
+                    "missing_hours": hours,
+                }
+                for first, last, hours in rows
+            )
+    return gaps
+
+
+def metrics_summary(store: Store) -> list[dict[str, Any]]:
+    """The newest hedge correlation/effectiveness and basket average correlation per window."""
+    rows = store.con.execute(
+        "SELECT 'hedge' AS kind, hedge AS subject, window_hours, open_time, correlation AS value,"
+        " effectiveness AS extra, n_obs FROM hedge_metrics"
+        " QUALIFY row_number() OVER (PARTITION BY hedge, window_hours ORDER BY open_time DESC) = 1"
+        " UNION ALL "
+        "SELECT 'basket', basket, window_hours, open_time, avg_corr, NULL, n_obs"
+        " FROM basket_metrics"
+        " QUALIFY row_number() OVER (PARTITION BY basket, window_hours ORDER BY open_time DESC) = 1"
+        " ORDER BY ALL"
+    ).fetchall()
+    names = ("kind", "subject", "window_hours", "open_time", "value", "effectiveness", "n_obs")
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 @task(name="deliver-outbox", cache_policy=NO_CACHE)
 def deliver(settings: Settings) -> dict[str, Any]:
     report = delivering.deliver_outbox(settings)
@@ -123,7 +251,7 @@ def deliver(settings: Settings) -> dict[str, Any]:
     return {"delivered": report.delivered, "failed": report.failed, "errors": report.errors}
 
 
-@task(name="publish-run", cache_policy=NO_CACHE)
+@task(name="publish-run", **_DB_STEP)
 def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     summary.status = "partial" if summary.failures else "ok"
     with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
@@ -134,14 +262,17 @@ def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     return summary
 
 
-@flow(name="hedgewatch-hourly", log_prints=True)
+@flow(name="hedgewatch-hourly", log_prints=True, on_failure=[on_flow_failure])
 def hourly(config_path: str = "hedgewatch.toml") -> RunSummary:
     """One hourly run. A missed run heals on the next: every series resumes at its watermark."""
     settings = load_settings(Path(config_path))
     summary = RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
-    candle_marks, funding_marks = read_watermarks(settings)
+    step = settings.schedule.step_timeout_s
+    candle_marks, funding_marks = read_watermarks.with_options(timeout_seconds=step)(settings)
     futures = [
-        fetch.submit(settings, venue, candle_marks, funding_marks)
+        fetch.with_options(tags=["exchange", f"venue:{venue.name}"]).submit(
+            settings, venue, candle_marks, funding_marks
+        )
         for venue in settings.venues
         if venue.enabled
     ]
@@ -150,24 +281,68 @@ def hourly(config_path: str = "hedgewatch.toml") -> RunSummary:
     summary.failures = [f"{f.venue}: {f.error}" for f in fetches if f.error] + [
         f"{s.venue} {s.market} {s.symbol} {s.dataset}: {s.error}" for f in fetches for s in f.failed
     ]
-    summary = load_compute_evaluate(settings, fetches, summary)
-    summary.deliveries = deliver(settings)
-    return publish(settings, summary)
+    summary = load_compute_evaluate.with_options(timeout_seconds=step)(settings, fetches, summary)
+    summary.deliveries = deliver.with_options(timeout_seconds=step)(settings)
+    return publish.with_options(timeout_seconds=step)(settings, summary)
 
 
 def run_markdown(summary: RunSummary) -> str:
+    """The run's Prefect artifact: what was fetched, gaps, metrics, alerts and deliveries."""
     lines = [
         f"# hedgewatch run `{summary.run_id[:8]}` — {summary.status}",
         "",
         f"- exchange time: {summary.as_of:%Y-%m-%d %H:%M} UTC" if summary.as_of else "- no venue",
         f"- fetched: {summary.fetched.get('candles', 0)} candles, "
         f"{summary.fetched.get('funding', 0)} funding rates",
+        f"- gaps in fetched ranges: {len(summary.gaps)}",
         f"- evaluated hours: {summary.computed.get('hours_evaluated', 0)}",
+        f"- alert events: {len(summary.alerts)}",
         f"- notifications delivered: {summary.deliveries.get('delivered', 0)}, "
         f"queued after failure: {summary.deliveries.get('failed', 0)}",
     ]
     if summary.failures:
         lines += ["", "## Failures", ""] + [f"- {failure}" for failure in summary.failures]
+    fetched = [s for s in summary.series if s["rows"] or s["error"]]
+    if fetched:
+        lines += [
+            "",
+            "## Fetched",
+            "",
+            "| venue | market | symbol | dataset | from (UTC) | rows | error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s['venue']} | {s['market']} | {s['symbol']} | {s['dataset']} "
+            f"| {s['from']:%Y-%m-%d %H:%M} | {s['rows']} | {s['error'] or ''} |"
+            for s in fetched
+        ]
+    if summary.gaps:
+        lines += [
+            "",
+            "## Gaps",
+            "",
+            "| venue | market | symbol | first missing | last missing | hours |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g['venue']} | {g['market']} | {g['symbol']} | {g['first_missing']:%Y-%m-%d %H:%M} "
+            f"| {g['last_missing']:%Y-%m-%d %H:%M} | {g['missing_hours']} |"
+            for g in summary.gaps
+        ]
+    if summary.metrics:
+        lines += [
+            "",
+            "## Metrics (newest hour)",
+            "",
+            "| subject | window | hour (UTC) | correlation | effectiveness | obs |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m['kind']} {m['subject']} | {m['window_hours']}h "
+            f"| {m['open_time']:%Y-%m-%d %H:%M} | {_fmt(m['value'])} "
+            f"| {_fmt(m['effectiveness'])} | {m['n_obs']} |"
+            for m in summary.metrics
+        ]
     if summary.alerts:
         lines += [
             "",
@@ -178,18 +353,25 @@ def run_markdown(summary: RunSummary) -> str:
         ]
         lines += [
             f"| {a['ts']:%Y-%m-%d %H:%M} | {a['rule']} | {a['subject']} | {a['kind']} "
-            f"| {a['value']:.3f} |"
+            f"| {_fmt(a['value'])} |"
             for a in summary.alerts
         ]
     return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:+.3f}"
 
 
 def _jsonable(summary: RunSummary) -> dict[str, Any]:
     return {
         "as_of": summary.as_of,
         "fetched": summary.fetched,
+        "series": summary.series,
         "failures": summary.failures,
+        "gaps": summary.gaps,
         "computed": summary.computed,
+        "metrics": summary.metrics,
         "alerts": summary.alerts,
         "deliveries": summary.deliveries,
     }

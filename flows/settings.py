@@ -1,7 +1,8 @@
 """Settings: one validated object built from the TOML config file and the environment.
 
 Secrets never live in the file: a channel names the environment variable that holds its secret
-(`password_env`, `webhook_url_env`) and a missing variable is a start-up error.
+(`password_env`, `webhook_url_env`) or a Prefect Secret block (`password_secret_block`,
+`webhook_url_secret_block`); a missing variable or block is a start-up error.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
@@ -34,6 +35,8 @@ _VENUE_MARKETS: dict[str, tuple[str, ...]] = {
 }
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
+SECRET_BLOCK_SUFFIX = "_secret_block"  # noqa: S105 (a key suffix, not a secret)
+SecretLoader = Callable[[str], str]
 
 
 class ConfigError(Exception):
@@ -212,8 +215,48 @@ class FetchSettings(_Model):
         return self.history_start or (now - timedelta(days=self.backfill_days))
 
 
+class ScheduleSettings(_Model):
+    """How `hedgewatch serve` and `prefect.yaml` schedule the hourly run."""
+
+    deployment: str = Field(default="hourly", pattern=r"^[A-Za-z0-9_.-]+$")
+    cron: str = "5 * * * *"  # a few minutes past the hour, once the hourly candle has closed
+    timezone: str = "UTC"
+    run_timeout_s: float = Field(default=3300.0, gt=0)  # a whole scheduled run, under the hour
+    step_timeout_s: float = Field(default=900.0, gt=0)  # each database step and the delivery
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"expected five cron fields (minute hour day month weekday): {value!r}"
+            )
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=value, timezone="UTC")
+        except ValueError:
+            raise ValueError(f"not a valid cron expression: {value!r}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'UTC')"
+            ) from None
+        return value
+
+
 class Settings(_Model):
     storage: StorageSettings = StorageSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     fetch: FetchSettings = FetchSettings()
     venues: list[VenueSettings] = Field(min_length=1)
     instruments: list[InstrumentSettings] = Field(min_length=1)
@@ -320,8 +363,25 @@ def _unique(section: str, key: str, values: list[str]) -> None:
         seen.add(value)
 
 
-def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    """Replace `<secret>_env` names in channel tables by the variables' values."""
+def load_prefect_secret(block: str) -> str:
+    """The value of the Prefect Secret block `block` (from the Prefect API in use)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        secret = Secret.load(block)
+    except ValueError:
+        raise ConfigError(f"Prefect Secret block {block!r} not found") from None
+    except Exception as exc:  # the API is unreachable or refuses: say which, never the value
+        raise ConfigError(
+            f"Prefect Secret block {block!r} could not be loaded ({type(exc).__name__})"
+        ) from None
+    return str(secret.get())  # type: ignore[union-attr]
+
+
+def _inject_secrets(
+    raw: dict[str, Any], env: Mapping[str, str], load_secret: SecretLoader = load_prefect_secret
+) -> None:
+    """Replace `<secret>_env` / `<secret>_secret_block` names in channel tables by the values."""
     channels = raw.get("channels")
     if not isinstance(channels, dict):
         return
@@ -329,11 +389,28 @@ def _inject_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         if not isinstance(table, dict):
             continue
         for secret, env_key in SECRET_FIELDS.items():
+            block_key = secret + SECRET_BLOCK_SUFFIX
             if secret in table:
                 raise ConfigError(
                     f"channels.{name}.{secret}: secrets do not belong in the config file; "
-                    f"set {env_key} to the name of an environment variable instead"
+                    f"set {env_key} to the name of an environment variable "
+                    f"(or {block_key} to a Prefect Secret block) instead"
                 )
+            if env_key in table and block_key in table:
+                raise ConfigError(
+                    f"channels.{name}.{block_key}: give {env_key} or {block_key}, not both"
+                )
+            if block_key in table:
+                block = str(table.pop(block_key))
+                try:
+                    block_value = load_secret(block)
+                except ConfigError as exc:
+                    raise ConfigError(f"channels.{name}.{block_key}: {exc}") from None
+                if not block_value:
+                    raise ConfigError(
+                        f"channels.{name}.{block_key}: Prefect Secret block {block!r} is empty"
+                    )
+                table[secret] = block_value
             if env_key in table:
                 variable = table.pop(env_key)
                 value = env.get(str(variable))
@@ -363,7 +440,11 @@ def _rule_label(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
     return ""
 
 
-def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: Path | str,
+    env: Mapping[str, str] | None = None,
+    load_secret: SecretLoader = load_prefect_secret,
+) -> Settings:
     """Read and validate a config file; raises ConfigError naming the file and the field."""
     path = Path(path)
     env = os.environ if env is None else env
@@ -376,7 +457,7 @@ def load_settings(path: Path | str, env: Mapping[str, str] | None = None) -> Set
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     try:
-        _inject_secrets(raw, env)
+        _inject_secrets(raw, env, load_secret)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     database = env.get("HEDGEWATCH_DATABASE")

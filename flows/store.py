@@ -25,6 +25,8 @@ _SQL_DIRS = (
 )
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
+# A reader that opens the file in the instant a writer is creating it sees no header yet.
+_BEING_CREATED = "not a valid DuckDB database file"
 
 
 _METRIC_TABLES = {
@@ -84,7 +86,10 @@ def connect(
         try:
             con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            if not _is_lock_error(exc):
+            being_created = read_only and _BEING_CREATED in str(exc)
+            if being_created and time.monotonic() >= deadline:
+                raise StoreError(f"{path}: cannot open database: {exc}") from None
+            if not _is_lock_error(exc) and not being_created:
                 raise StoreError(f"{path}: cannot open database: {exc}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:

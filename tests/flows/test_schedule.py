@@ -1,0 +1,134 @@
+"""Scheduling with Prefect: the deployment and its schedule, venue limits, Secret blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flows.scheduling import FLOW_NAME, build_deployment, ensure_venue_limits
+from flows.settings import ConfigError, ScheduleSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_the_hourly_deployment_registers_with_its_cron_schedule(
+    prefect_harness: None, small_config: Any, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    config = small_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        "2022-05-01T00:00:00Z",
+        schedule={"cron": "7 * * * *", "deployment": "hourly-test"},
+    )
+    settings = load_settings(config)
+    deployment_id = build_deployment(settings, config).apply()
+    assert ensure_venue_limits(settings) == ["venue:binance"]
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"{FLOW_NAME}/hourly-test")
+        limit = client.read_concurrency_limit_by_tag("venue:binance")
+    assert deployment.id == deployment_id
+    assert deployment.parameters == {"config_path": str(config.resolve())}
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == 1
+    (schedule,) = deployment.schedules
+    assert schedule.active
+    assert schedule.schedule.cron == "7 * * * *"  # type: ignore[union-attr]
+    assert schedule.schedule.timezone == "UTC"  # type: ignore[union-attr]
+    assert limit.concurrency_limit == 1
+
+
+def test_prefect_yaml_declares_the_same_deployment_as_serve() -> None:
+    declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = declared["deployments"]
+    defaults = ScheduleSettings()
+    assert deployment["name"] == defaults.deployment
+    assert deployment["concurrency_limit"] == 1
+    assert deployment["schedules"] == [
+        {"cron": defaults.cron, "timezone": defaults.timezone, "active": True}
+    ]
+    module, function = deployment["entrypoint"].split(":")
+    assert f"def {function}(" in (ROOT / module).read_text()
+    assert set(deployment["parameters"]) == {"config_path"}
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        ({"cron": "every hour"}, "schedule.cron"),
+        ({"cron": "61 * * * *"}, "schedule.cron"),
+        ({"timezone": "Mars/Olympus"}, "schedule.timezone"),
+        ({"deployment": "hourly run"}, "schedule.deployment"),
+    ],
+)
+def test_a_bad_schedule_names_the_field(
+    small_config: Any, tmp_path: Path, schedule: dict[str, Any], field: str
+) -> None:
+    config = small_config(tmp_path, "http://127.0.0.1:9", "2022-05-01T00:00:00Z", schedule=schedule)
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(config)
+
+
+def _with_slack_block(small_config: Any, tmp_path: Path, block: str) -> Path:
+    return small_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        "2022-05-01T00:00:00Z",
+        channels={"slack": {"kind": "slack", "webhook_url_secret_block": block}},
+    )
+
+
+@pytest.mark.slow
+def test_a_channel_secret_can_come_from_a_prefect_secret_block(
+    prefect_harness: None, small_config: Any, tmp_path: Path
+) -> None:
+    from prefect.blocks.system import Secret
+
+    url = "http://127.0.0.1:9/services/T0/B0/block-secret-token"
+    Secret(value=url).save("hw-desk-slack", overwrite=True)
+    settings = load_settings(_with_slack_block(small_config, tmp_path, "hw-desk-slack"))
+    assert settings.channels["slack"].webhook_url.get_secret_value() == url  # type: ignore[union-attr]
+    assert "block-secret-token" not in repr(settings)
+
+    with pytest.raises(ConfigError) as missing:
+        load_settings(_with_slack_block(small_config, tmp_path, "hw-no-such-block"))
+    assert "channels.slack.webhook_url_secret_block" in str(missing.value)
+    assert "'hw-no-such-block' not found" in str(missing.value)
+
+
+def test_env_and_block_for_one_secret_is_an_error(small_config: Any, tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path,
+        "http://127.0.0.1:9",
+        "2022-05-01T00:00:00Z",
+        channels={
+            "slack": {
+                "kind": "slack",
+                "webhook_url_env": "SLACK_URL",
+                "webhook_url_secret_block": "desk",
+            }
+        },
+    )
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(config, env={"SLACK_URL": "http://x"}, load_secret=lambda name: "unused")
+
+
+def test_serve_rejects_a_bad_cron_and_needs_a_prefect_server(
+    small_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    config = str(small_config(tmp_path, "http://127.0.0.1:9", "2022-05-01T00:00:00Z"))
+    result = CliRunner().invoke(app, ["serve", "-c", config, "--cron", "whenever"])
+    assert result.exit_code == 2 and "--cron" in result.stderr
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve", "-c", config])
+    assert result.exit_code == 2 and "PREFECT_API_URL" in result.stderr
