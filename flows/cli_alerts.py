@@ -60,8 +60,16 @@ def _store(config: Path, *, read_only: bool = False) -> Iterator[tuple[Settings,
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
+    import duckdb
+
     try:
         yield settings, store
+    except duckdb.CatalogException:
+        raise fail(
+            f"{settings.storage.database}: the database predates the alert tables; "
+            "run `hedgewatch run` once to upgrade its schema",
+            2,
+        ) from None
     finally:
         opened.__exit__(None, None, None)
 
