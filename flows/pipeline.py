@@ -23,7 +23,7 @@ from flows.fetching import VenueFetch
 from flows.settings import Settings
 from flows.store import Store
 from transforms.correlation import history_start, rolling_correlation_pairs
-from transforms.ewma import ewma_correlation_pairs
+from transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
 from transforms.hedges import hedge_metrics
 from transforms.returns import add_funding, to_daily, to_log_returns, to_wide
 from transforms.significance import fisher_ci_exprs
@@ -141,16 +141,18 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
     m = settings.metrics
     windows = m.window_hours
     longest = max(windows)
-    lookback = timedelta(hours=m.baseline_hours)
-    # Baskets' z-scores look baseline_hours back; the returns need one candle more.
-    history_from = history_start(since - lookback, longest) - HOUR
     daily = set(m.daily_baskets)
     if daily:
-        # A changed hour changes its day's daily return: recompute from the day's start, and read
-        # whole days before it (the first daily return needs the previous day's last close).
+        # A changed hour changes its day's daily return: recompute from the day's start.
         since = _day(since)
-        first = _day(history_start(since - lookback, longest))
-        history_from = min(history_from, first - timedelta(days=1))
+    # The longest window (or EWMA anchor span) behind `since`; returns need one candle more.
+    # Baskets' z-scores read their baseline from the stored rows instead of recomputing them.
+    spans = [longest] + [ANCHOR_HALFLIVES * h for h in m.ewma_halflife_hours]
+    history_from = min(history_start(since, span) for span in spans) - HOUR
+    if daily:
+        # Whole days only: the first daily return needs the previous day's last close.
+        history_from = _day(history_from) - timedelta(days=1)
+    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours), since)
     closes = store.closes(instruments_frame(settings), history_from)
     if closes.is_empty():
         return ComputeResult(since=since, through=None)
@@ -192,6 +194,7 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
                     baseline_hours=m.baseline_hours,
                     volatility_window_hours=longest,
                     step_hours=24,
+                    baseline_history=_baseline_of(baseline, basket.name, window),
                 )
             else:
                 frame = basket_metrics(
@@ -202,6 +205,7 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
                     since=since,
                     baseline_hours=m.baseline_hours,
                     volatility_window_hours=longest,
+                    baseline_history=_baseline_of(baseline, basket.name, window),
                 )
             baskets.append(frame)
     ewma = [
@@ -223,6 +227,10 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
         basket_rows=basket_frame.height,
         pair_rows=pair_frame.height,
     )
+
+
+def _baseline_of(stored: pl.DataFrame, basket: str, window: int) -> pl.DataFrame:
+    return stored.filter(pl.col("basket") == basket, pl.col("window_hours") == window)
 
 
 def _day(moment: datetime) -> datetime:

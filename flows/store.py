@@ -283,6 +283,10 @@ class Store:
         value = frame["earliest"][0]
         return value if isinstance(value, datetime) else None
 
+    def basket_baseline(self, start: datetime, since: datetime) -> pl.DataFrame:
+        """Stored avg_corr and absorption_ratio per basket and window in [start, since)."""
+        return self.query("basket_baseline", {"start": start, "since": since})
+
     def funding_since(self, since: datetime) -> pl.DataFrame:
         return self.query("funding_for_metrics", {"since": since})
 

@@ -245,9 +245,11 @@ def rolling_correlation_all(
     corr = np.empty((grid_rows, n_pairs))
     n_obs = np.empty((grid_rows, n_pairs), dtype=np.int32)
     base = values.base_hour
-    block = max(1, int(np.sqrt(_BLOCK_ELEMENTS / (2 * w))))
     ia, ib = np.triu_indices(n_cols, 1)
-    tiles = _tiles(n_cols, block)
+    rows_per_strip = max(1, _BLOCK_ELEMENTS // (2 * w * n_cols))
+    strips = [
+        (i, min(i + rows_per_strip, n_cols - 1)) for i in range(0, n_cols - 1, rows_per_strip)
+    ]
     for k in range((first_grid - base) // w, (int(out_hours[-1]) - base) // w + 1):
         x = values.rows[(k - 1) * w : (k + 1) * w]
         # Output rows of this chunk, as positions in the chunk and in the grid-shaped result.
@@ -255,7 +257,7 @@ def rolling_correlation_all(
         hi = min((k + 1) * w, first_grid - base + grid_rows)
         part = slice(lo - k * w, hi - k * w)
         dest = slice(lo - (first_grid - base), hi - (first_grid - base))
-        _chunk_correlations(x, w, min_obs, part, dest, tiles, ia, ib, corr, n_obs)
+        _chunk_correlations(x, w, min_obs, part, dest, strips, ia, ib, corr, n_obs)
     if grid_rows != n_rows:
         keep = (out_hours - first_grid).astype(np.int64)
         corr, n_obs = corr[keep], n_obs[keep]
@@ -306,41 +308,13 @@ def _dense_hours(
     return _Dense(rows, base), out_hours, out_times
 
 
-@dataclass(frozen=True)
-class _Tile:
-    """A block of rows i in [i0, i1) by columns j in [j0, j1) of the upper triangle."""
-
-    i0: int
-    i1: int
-    j0: int
-    j1: int
-    local: IntArray  # flat positions (i, j) with i < j inside the block
-    pairs: IntArray  # their pair numbers
-
-
-def _tiles(n: int, block: int) -> list[_Tile]:
-    tiles = []
-    for i0 in range(0, n - 1, block):
-        i1 = min(n, i0 + block)
-        for j0 in range(i0, n, block):
-            j1 = min(n, j0 + block)
-            ii, jj = np.meshgrid(np.arange(i0, i1), np.arange(j0, j1), indexing="ij")
-            upper = (ii < jj).reshape(-1)
-            if not upper.any():
-                continue
-            i, j = ii.reshape(-1)[upper], jj.reshape(-1)[upper]
-            pairs = i * n - i * (i + 1) // 2 + (j - i - 1)
-            tiles.append(_Tile(i0, i1, j0, j1, np.flatnonzero(upper), pairs))
-    return tiles
-
-
 def _chunk_correlations(
     x: FloatArray,
     w: int,
     min_obs: int,
     part: slice,
     dest: slice,
-    tiles: list[_Tile],
+    strips: list[tuple[int, int]],
     ia: IntArray,
     ib: IntArray,
     corr: FloatArray,
@@ -351,21 +325,22 @@ def _chunk_correlations(
     u = np.where(present, x - _past_shift(x, present, w), 0.0)
     n, sums, _, inv_sd = _legs(u, present, w, min_obs)
     n_obs[dest] = n[part][:, ia]
-    rows = part.stop - part.start
-    for tile in tiles:
-        ui, uj = u[:, tile.i0 : tile.i1], u[:, tile.j0 : tile.j1]
-        cum = np.cumsum(ui[:, :, None] * uj[:, None, :], axis=0)
-        sxy = cum[w:][part] - cum[:w][part]
-        si, sj = sums[part, tile.i0 : tile.i1], sums[part, tile.j0 : tile.j1]
-        # Written symmetrically in i and j so that corr(a, b) == corr(b, a) bit for bit.
-        cxy = (
-            sxy
-            - (si[:, :, None] * sj[:, None, :])
-            / np.maximum(n[part, tile.i0 : tile.i1], 1)[:, :, None]
-        )
-        scale = inv_sd[part, tile.i0 : tile.i1, None] * inv_sd[part, None, tile.j0 : tile.j1]
-        r = np.clip(cxy * scale, -1.0, 1.0).reshape(rows, -1)
-        corr[dest, tile.pairs] = r[:, tile.local]
+    n_cols = x.shape[1]
+    isd = inv_sd[part]
+    # corr = Sxy/sqrt(Sxx Syy) - (Sx/sqrt(n Sxx)) (Sy/sqrt(n Syy)): each factor is a product of a
+    # per-column term, so the expression is symmetric in the pair bit for bit.
+    z = sums[part] * isd / np.sqrt(np.maximum(n[part], 1))
+    for i0, i1 in strips:
+        # Rows i0..i1-1 against every later column: pairs of one row are contiguous in output.
+        prod = u[:, i0:i1, None] * u[:, None, i0 + 1 :]
+        np.cumsum(prod, axis=0, out=prod)
+        r = prod[w:][part] - prod[:w][part]
+        r *= isd[:, i0:i1, None] * isd[:, None, i0 + 1 :]
+        r -= z[:, i0:i1, None] * z[:, None, i0 + 1 :]
+        np.clip(r, -1.0, 1.0, out=r)
+        for i in range(i0, i1):
+            start = i * n_cols - i * (i + 1) // 2
+            corr[dest, start : start + n_cols - 1 - i] = r[:, i - i0, i - i0 :]
     # Pairs whose legs miss different hours of this block: redo them pairwise-complete.
     if not present.all():
         group = _mask_ids(present.T)
@@ -412,8 +387,11 @@ def _pairwise_complete(
     n, sx, _, isx = _legs(x, both, w, min_obs)
     _, sy, _, isy = _legs(y, both, w, min_obs)
     sxy = _window_diff(np.cumsum(x * y, axis=0), w)
-    cxy = sxy - (sx * sy) / np.maximum(n, 1)
-    return np.clip(cxy * (isx * isy), -1.0, 1.0), n
+    # The same expression as the shared-mask path, so a value does not depend on which path a
+    # block takes (that depends on hours after it).
+    root_n = np.sqrt(np.maximum(n, 1))
+    r = sxy * (isx * isy) - (sx * isx / root_n) * (sy * isy / root_n)
+    return np.clip(r, -1.0, 1.0), n
 
 
 def rolling_correlation(

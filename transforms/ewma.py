@@ -58,55 +58,69 @@ def ewma_correlation_pairs(
         starts = (chunks - 1) * span
         position = (np.arange(2 * span)[None, :] + starts[:, None]).reshape(-1)
         segment = np.repeat(chunks, 2 * span)
-        for p, (a, b) in enumerate(pairs):
-            x, y = dense.rows[position, col[a]], dense.rows[position, col[b]]
-            both = ~np.isnan(x) & ~np.isnan(y)
-            x, y = np.where(both, x, np.nan), np.where(both, y, np.nan)
-            # Centre each segment on values before its output hours, so that the moments do not
-            # cancel catastrophically and no value depends on hours after it.
-            pair = np.stack([x, y], axis=-1).reshape(len(chunks), 2 * span, 2)
-            shift = _past_shift(pair, ~np.isnan(pair), span)
-            centred = (pair - shift[:, None, :]).reshape(-1, 2)
-            r, n = _segment_ewma(centred[:, 0], centred[:, 1], segment, halflife_hours, min_obs)
-            r = r.reshape(len(chunks), 2 * span)[:, span:]
-            n = n.reshape(len(chunks), 2 * span)[:, span:]
-            k = np.searchsorted(chunks, ends // span)
-            corr[p] = r[k, ends % span]
-            n_obs[p] = n[k, ends % span]
+        ia = np.array([col[a] for a, _ in pairs], dtype=np.int64)
+        ib = np.array([col[b] for _, b in pairs], dtype=np.int64)
+        x, y = dense.rows[position][:, ia], dense.rows[position][:, ib]  # (rows, pairs)
+        both = ~np.isnan(x) & ~np.isnan(y)
+        pair = np.stack([np.where(both, x, np.nan), np.where(both, y, np.nan)], axis=1)
+        pair = pair.reshape(len(chunks), 2 * span, 2 * len(pairs))
+        # Centre each segment on values before its output hours, so that the moments do not
+        # cancel catastrophically and no value depends on hours after it.
+        shift = _past_shift(pair, ~np.isnan(pair), span)
+        centred = (pair - shift[:, None, :]).reshape(-1, 2, len(pairs))
+        r, n = _segment_ewma(centred[:, 0], centred[:, 1], segment, halflife_hours, min_obs)
+        r = r.reshape(len(chunks), 2 * span, len(pairs))[:, span:]
+        n = n.reshape(len(chunks), 2 * span, len(pairs))[:, span:]
+        k = np.searchsorted(chunks, ends // span)
+        corr = r[k, ends % span].T
+        n_obs = n[k, ends % span].T
     return long_frame(pairs, out_times, {"corr": corr}, n_obs)
 
 
 def _segment_ewma(
     x: np.ndarray, y: np.ndarray, segment: np.ndarray, halflife: int, min_obs: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    centred = pl.DataFrame({"seg": segment, "x": x, "y": y}).with_columns(
-        pl.col("x", "y").fill_nan(None)
-    )
+    """EWMA correlation of each column pair of x, y (rows, pairs), restarting at each segment."""
+    pairs = x.shape[1]
+    frame = pl.DataFrame(
+        {"seg": segment, **{f"x{p}": x[:, p] for p in range(pairs)}}
+        | {f"y{p}": y[:, p] for p in range(pairs)}
+    ).with_columns(pl.exclude("seg").fill_nan(None))
 
     def ewm(expr: pl.Expr) -> pl.Expr:
         # An hour without an observation scales every weight alike: the means stay as they were.
         mean = expr.ewm_mean(half_life=halflife, adjust=True, ignore_nulls=False)
         return mean.forward_fill().over("seg")
 
-    out = centred.select(
-        ewm(pl.col("x")).alias("mx"),
-        ewm(pl.col("y")).alias("my"),
-        ewm(pl.col("x") * pl.col("x")).alias("mxx"),
-        ewm(pl.col("y") * pl.col("y")).alias("myy"),
-        ewm(pl.col("x") * pl.col("y")).alias("mxy"),
-        pl.col("x").is_not_null().cast(pl.Int64).cum_sum().over("seg").alias("n"),
-    )
-    mx, my, mxx, myy, mxy = (out[c].fill_null(np.nan).to_numpy() for c in out.columns[:5])
-    n = out["n"].to_numpy()
+    exprs = []
+    for p in range(pairs):
+        xp, yp = pl.col(f"x{p}"), pl.col(f"y{p}")
+        exprs += [
+            ewm(xp).alias(f"mx{p}"),
+            ewm(yp).alias(f"my{p}"),
+            ewm(xp * xp).alias(f"mxx{p}"),
+            ewm(yp * yp).alias(f"myy{p}"),
+            ewm(xp * yp).alias(f"mxy{p}"),
+            xp.is_not_null().cast(pl.Int64).cum_sum().over("seg").alias(f"n{p}"),
+        ]
+    out = frame.select(exprs)
+
+    def block(name: str) -> np.ndarray:
+        cols = out.select(f"{name}{p}" for p in range(pairs))
+        return cols.to_numpy().astype(np.float64)
+
+    mx, my, mxx, myy, mxy = (block(name) for name in ("mx", "my", "mxx", "myy", "mxy"))
+    n = block("n").astype(np.int64)
     vx, vy = mxx - mx * mx, myy - my * my
     cov = mxy - mx * my
-    ok = (
-        (n >= min_obs)
-        & (vx > MIN_STD**2)
-        & (vy > MIN_STD**2)
-        & (vx > RELATIVE_VARIANCE_FLOOR * mxx)
-        & (vy > RELATIVE_VARIANCE_FLOOR * myy)
-    )
+    with np.errstate(invalid="ignore"):
+        ok = (
+            (n >= min_obs)
+            & (vx > MIN_STD**2)
+            & (vy > MIN_STD**2)
+            & (vx > RELATIVE_VARIANCE_FLOOR * mxx)
+            & (vy > RELATIVE_VARIANCE_FLOOR * myy)
+        )
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.clip(cov / np.sqrt(vx * vy), -1.0, 1.0)
     return np.where(ok, r, np.nan), n

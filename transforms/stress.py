@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from transforms._time import OPEN_TIME, check_since, hour_index
+from transforms._time import OPEN_TIME, check_since, hour_index, utc_open_time
 from transforms.correlation import (
     MIN_STD,
     PairCorrelations,
@@ -136,6 +136,7 @@ def basket_metrics(
     baseline_hours: int = 720,
     volatility_window_hours: int | None = None,
     step_hours: int = 1,
+    baseline_history: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Basket stress per open_time of `wide` (>= since).
 
@@ -150,12 +151,16 @@ def basket_metrics(
       `baseline_hours` hours, and z-scores of avg_corr and absorption_ratio against theirs.
     `wide` must reach `baseline_hours` (plus a window) before `since` for the baseline columns.
     With daily rows (`to_daily`), pass step_hours=24 so the baseline counts days, not hours.
+    `baseline_history` (open_time, avg_corr, absorption_ratio before `since`, e.g. as stored by an
+    earlier run) replaces recomputing those hours, so the cost does not grow with baseline_hours.
     """
     check_window(window_hours, min_obs)
     if baseline_hours < 2:
         raise ValueError(f"baseline_hours must be >= 2, got {baseline_hours}")
     since = check_since(since)
     start = None if since is None else since - timedelta(hours=baseline_hours)
+    if baseline_history is not None:
+        start = since
     pc = rolling_correlation_all(wide, spec.members, window_hours, min_obs, since=start)
     corr = pc.corr
     has = ~np.isnan(corr)
@@ -178,8 +183,21 @@ def basket_metrics(
         adjusted = np.where((n_pairs > 0) & ~np.isnan(delta), adjusted, np.nan)
 
     hours = _consecutive(pc)
-    avg_base, avg_z = _baseline(avg, hours // step_hours, baseline_hours // step_hours)
-    _, abs_z = _baseline(absorption, hours // step_hours, baseline_hours // step_hours)
+    past_avg, past_abs = avg, absorption
+    if baseline_history is not None and since is not None:
+        earlier = utc_open_time(baseline_history, "baseline_history").filter(
+            pl.col(OPEN_TIME) < since, pl.col(OPEN_TIME) >= since - timedelta(hours=baseline_hours)
+        )
+        past, _ = hour_index(earlier[OPEN_TIME])
+        hours = np.concatenate([past.to_numpy().astype(np.int64), hours])
+        past_avg = np.concatenate([_floats(earlier["avg_corr"]), avg])
+        past_abs = np.concatenate([_floats(earlier["absorption_ratio"]), absorption])
+    avg_base, avg_z = _baseline(past_avg, hours // step_hours, baseline_hours // step_hours)
+    _, abs_z = _baseline(past_abs, hours // step_hours, baseline_hours // step_hours)
+    new_rows = len(avg)
+    avg_base, avg_z, abs_z = avg_base[-new_rows:], avg_z[-new_rows:], abs_z[-new_rows:]
+    if new_rows == 0:
+        avg_base = avg_z = abs_z = np.zeros(0)
     frame = pl.DataFrame(
         {
             "basket": pl.Series([spec.name] * len(avg), dtype=pl.Utf8),
@@ -199,6 +217,10 @@ def basket_metrics(
     if since is not None:
         frame = frame.filter(pl.col(OPEN_TIME) >= since)
     return frame
+
+
+def _floats(series: pl.Series) -> FloatArray:
+    return series.cast(pl.Float64).fill_null(np.nan).to_numpy()
 
 
 def _consecutive(pc: PairCorrelations) -> npt.NDArray[np.int64]:
