@@ -106,24 +106,21 @@ def trailing_zscore(values: FloatArray, hours: int) -> tuple[FloatArray, FloatAr
     the baseline is ~constant.
     """
     n = len(values)
-    mean, z = np.full(n, np.nan), np.full(n, np.nan)
-    if n <= hours:
-        return mean, z
-    windows = np.lib.stride_tricks.sliding_window_view(values[:-1], hours)  # rows hours..n-1
+    if n == 0:
+        return values.copy(), values.copy()
+    # Row t sees the `hours` values before it; hours before the first row count as missing.
+    padded = np.concatenate([np.full(hours, np.nan), values[:-1]])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, hours)
     have = ~np.isnan(windows)
     count = have.sum(axis=1)
     enough = count >= max(2, int(np.ceil(BASELINE_COVERAGE * hours)))
     safe = np.maximum(count, 2)
-    total = np.where(have, windows, 0.0).sum(axis=1)
-    m = total / safe
+    m = np.where(have, windows, 0.0).sum(axis=1) / safe
     dev = np.where(have, windows - m[:, None], 0.0)
     std = np.sqrt((dev * dev).sum(axis=1) / (safe - 1))
-    ok = enough & (std > MIN_STD)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z_tail = (values[hours:] - m) / std
-    mean[hours:] = np.where(enough, m, np.nan)
-    z[hours:] = np.where(ok, z_tail, np.nan)
-    return mean, z
+        z = (values - m) / std
+    return np.where(enough, m, np.nan), np.where(enough & (std > MIN_STD), z, np.nan)
 
 
 def basket_metrics(

@@ -178,3 +178,40 @@ def test_spec_rejects_meaningless_hedges(kwargs: dict[str, object], message: str
     }
     with pytest.raises(ValueError, match=message):
         HedgeSpec(**{**fields, **kwargs})  # type: ignore[arg-type]
+
+
+def test_interval_baseline_break_residual_risk_and_rebalance_match_references() -> None:
+    from transforms.significance import fisher_ci, fisher_z_test
+
+    rng = np.random.default_rng(12)
+    n = 300
+    base = rng.normal(0, 0.01, n)
+    hedge = 0.8 * base + rng.normal(0, 0.006, n)
+    base[rng.random(n) < 0.05] = np.nan
+    spec = HedgeSpec("h", "B", "H", hedge_side=-1, base_side=1, held_ratio=0.7, base_units=3.0)
+    wide = wide_frame({"B": base, "H": hedge})
+    out = hedge_metrics(wide, spec, 24, 12, baseline_hours=96, baseline_min_obs=48)
+    longest = hedge_metrics(wide, spec, 96, 48)
+    assert tuple(out.columns) == HEDGE_COLUMNS
+    np.testing.assert_array_equal(column(out, "corr_baseline"), column(longest, "correlation"))
+    for t in range(30, n, 7):
+        row = out.row(t, named=True)
+        lo, hi = fisher_ci(row["correlation"], row["n_obs"])
+        assert row["corr_ci_low"] == pytest.approx(lo, abs=1e-12)
+        assert row["corr_ci_high"] == pytest.approx(hi, abs=1e-12)
+        z = fisher_z_test(
+            row["correlation"], row["n_obs"], row["corr_baseline"], longest["n_obs"][t]
+        )
+        if z is None:
+            assert row["break_z"] is None
+        else:
+            assert row["break_z"] == pytest.approx(z, abs=1e-9)
+        window = slice(t - 23, t + 1)
+        both = ~np.isnan(base[window]) & ~np.isnan(hedge[window])
+        position = base[window][both] - 0.7 * hedge[window][both]
+        assert row["residual_vol"] == pytest.approx(np.std(position, ddof=1), rel=1e-9)
+        assert row["rebalance"] == pytest.approx(3.0 * (row["min_var_ratio"] - 0.7), abs=1e-12)
+    # The longest window is its own baseline: no test against itself.
+    own = hedge_metrics(wide, spec, 96, 48, baseline_hours=96)
+    assert own["break_z"].null_count() == own.height
+    np.testing.assert_array_equal(column(own, "corr_baseline"), column(own, "correlation"))

@@ -172,3 +172,45 @@ def test_wide_rejects_off_hour_timestamps_and_repeated_instruments() -> None:
         to_wide(long, ["A"])
     with pytest.raises(ValueError, match="unique"):
         to_wide(returns([("A", 0, 0.1)]), ["A", "A"])
+
+
+def test_funding_goes_to_the_hour_it_settles_in_as_a_long_pays_it() -> None:
+    from transforms.returns import add_funding
+
+    opens = [T0 + timedelta(hours=h) for h in range(10)]
+    wide = pl.DataFrame({"open_time": opens, "PERP": [0.01] * 10, "SPOT": [0.01] * 10})
+    funding = pl.DataFrame(
+        {
+            "venue": ["binance", "binance", "other"],
+            "symbol": ["BTCUSDT", "BTCUSDT", "BTCUSDT"],
+            # Settlements are stamped a few ms late; 08:00 closes the 07:00 candle.
+            "funding_time": [
+                T0 + timedelta(hours=8, milliseconds=4),
+                T0 + timedelta(hours=4),
+                T0 + timedelta(hours=2),
+            ],
+            "funding_rate": [0.0003, -0.0001, 0.5],
+        }
+    )
+    out = add_funding(wide, funding, {"PERP": ("binance", "BTCUSDT")})
+    perp = out["PERP"].to_list()
+    assert perp[7] == pytest.approx(0.01 - 0.0003)
+    assert perp[3] == pytest.approx(0.01 + 0.0001)
+    assert [p for i, p in enumerate(perp) if i not in (3, 7)] == [0.01] * 8
+    assert out["SPOT"].to_list() == [0.01] * 10
+
+
+def test_daily_returns_sum_whole_days_only() -> None:
+    from transforms.returns import to_daily
+
+    hours = 72
+    values = np.full(hours, 0.001)
+    values[30] = np.nan  # day 2 misses an hour
+    wide = pl.DataFrame(
+        {"open_time": [T0 + timedelta(hours=h) for h in range(hours)], "x": values}
+    ).with_columns(pl.col("x").fill_nan(None))
+    daily = to_daily(wide)
+    assert daily["open_time"].to_list() == [T0 + timedelta(days=d) for d in range(3)]
+    assert daily["x"].to_list()[0] == pytest.approx(0.024)
+    assert daily["x"][1] is None
+    assert daily["x"].to_list()[2] == pytest.approx(0.024)

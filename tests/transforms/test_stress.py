@@ -105,3 +105,64 @@ def test_spec_needs_two_distinct_members() -> None:
         BasketSpec("b", ("a",))
     with pytest.raises(ValueError, match="twice"):
         BasketSpec("b", ("a", "a"))
+
+
+def stress_frame(seed: int, hours: int = 400, members: int = 5) -> tuple[pl.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    load = np.where(np.arange(hours) > hours // 2, 2.0, 0.3)[:, None]  # a stress regime late on
+    values = load * rng.normal(0, 0.01, (hours, 1)) + rng.normal(0, 0.01, (hours, members))
+    names = [f"m{i}" for i in range(members)]
+    return wide_frame({n: values[:, i] for i, n in enumerate(names)}), values
+
+
+def test_absorption_ratio_equals_numpy_eigendecomposition() -> None:
+    wide, values = stress_frame(1)
+    spec = BasketSpec("b", tuple(f"m{i}" for i in range(5)), absorption_k=2)
+    out = basket_metrics(wide, spec, 48, 36)
+    assert tuple(out.columns) == BASKET_COLUMNS
+    for t in range(60, 400, 13):
+        eig = np.linalg.eigvalsh(np.corrcoef(values[t - 47 : t + 1].T))
+        assert out["absorption_ratio"][t] == pytest.approx(eig[-2:].sum() / 5, abs=1e-9)
+    assert BasketSpec("c", tuple("abcdefghij")).k == 2  # about a fifth by default
+
+
+def test_forbes_rigobon_adjusts_by_the_basket_variance_ratio() -> None:
+    wide, values = stress_frame(2)
+    spec = BasketSpec("b", tuple(f"m{i}" for i in range(5)))
+    out = basket_metrics(wide, spec, 24, 18, volatility_window_hours=168)
+    market = values.mean(axis=1)
+    for t in range(200, 400, 17):
+        delta = np.var(market[t - 23 : t + 1], ddof=1) / np.var(market[t - 167 : t + 1], ddof=1) - 1
+        rho = np.corrcoef(values[t - 23 : t + 1].T)[np.triu_indices(5, 1)]
+        expected = np.mean(rho / np.sqrt(1 + delta * (1 - rho**2)))
+        assert out["avg_corr_adj"][t] == pytest.approx(expected, abs=1e-9)
+    # High volatility alone no longer reads as a rise in correlation.
+    # While the stress regime is younger than the long window, volatility alone no longer reads
+    # as a rise in correlation.
+    young = out.filter(
+        pl.col("open_time").is_between(T0 + timedelta(hours=225), T0 + timedelta(hours=330))
+    )
+    assert (young["avg_corr_adj"] < young["avg_corr"]).all()
+
+
+def test_z_scores_are_against_the_trailing_baseline_and_a_stored_one_gives_the_same() -> None:
+    wide, _ = stress_frame(3)
+    spec = BasketSpec("b", tuple(f"m{i}" for i in range(5)))
+    out = basket_metrics(wide, spec, 24, 18, baseline_hours=72)
+    avg = out["avg_corr"].to_pandas()
+    mean = avg.rolling(72, min_periods=36).mean().shift(1)
+    std = avg.rolling(72, min_periods=36).std().shift(1)
+    np.testing.assert_allclose(
+        out["avg_corr_baseline"].fill_null(np.nan).to_numpy(), mean.to_numpy(), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        out["avg_corr_z"].fill_null(np.nan).to_numpy(), ((avg - mean) / std).to_numpy(), atol=1e-9
+    )
+    since = T0 + timedelta(hours=300)
+    stored = out.filter(pl.col("open_time") < since).select(
+        "open_time", "avg_corr", "absorption_ratio"
+    )
+    tail = basket_metrics(
+        wide, spec, 24, 18, baseline_hours=72, since=since, baseline_history=stored
+    )
+    assert_frame_equal(tail, out.filter(pl.col("open_time") >= since), check_exact=True)
