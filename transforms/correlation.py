@@ -185,7 +185,7 @@ class PairCorrelations:
     open_time: pl.Series
     columns: tuple[str, ...]
     corr: FloatArray
-    n_obs: npt.NDArray[np.int32]
+    n_obs: npt.NDArray[np.integer[Any]]  # uint16 for windows under 2**16 hours (less memory)
 
     @property
     def pairs(self) -> list[tuple[str, str]]:
@@ -236,20 +236,22 @@ def rolling_correlation_all(
             out_times,
             tuple(names),
             np.zeros((n_rows, n_pairs)),
-            np.zeros((n_rows, n_pairs), dtype=np.int32),
+            np.zeros((n_rows, n_pairs), dtype=_count_dtype(window_hours)),
         )
     # values rows are hours base .. base + len - 1 with base on a chunk boundary and chunk 0
     # never holding an output: outputs start in chunk 1 or later.
     first_grid = int(out_hours[0])
     grid_rows = int(out_hours[-1]) - first_grid + 1
     corr = np.empty((grid_rows, n_pairs))
-    n_obs = np.empty((grid_rows, n_pairs), dtype=np.int32)
+    n_obs = np.empty((grid_rows, n_pairs), dtype=_count_dtype(w))
     base = values.base_hour
     ia, ib = np.triu_indices(n_cols, 1)
     rows_per_strip = max(1, _BLOCK_ELEMENTS // (2 * w * n_cols))
     strips = [
         (i, min(i + rows_per_strip, n_cols - 1)) for i in range(0, n_cols - 1, rows_per_strip)
     ]
+    biggest = max((i1 - i0) * (n_cols - 1 - i0) for i0, i1 in strips)
+    buffers = _Buffers(np.empty(2 * w * biggest), np.empty(w * biggest))
     for k in range((first_grid - base) // w, (int(out_hours[-1]) - base) // w + 1):
         x = values.rows[(k - 1) * w : (k + 1) * w]
         # Output rows of this chunk, as positions in the chunk and in the grid-shaped result.
@@ -257,11 +259,21 @@ def rolling_correlation_all(
         hi = min((k + 1) * w, first_grid - base + grid_rows)
         part = slice(lo - k * w, hi - k * w)
         dest = slice(lo - (first_grid - base), hi - (first_grid - base))
-        _chunk_correlations(x, w, min_obs, part, dest, strips, ia, ib, corr, n_obs)
+        _chunk_correlations(x, w, min_obs, part, dest, strips, ia, ib, corr, n_obs, buffers)
     if grid_rows != n_rows:
         keep = (out_hours - first_grid).astype(np.int64)
         corr, n_obs = corr[keep], n_obs[keep]
     return PairCorrelations(out_times, tuple(names), corr, n_obs)
+
+
+def _count_dtype(window_hours: int) -> type[np.integer[Any]]:
+    return np.uint16 if window_hours < 2**16 else np.int32
+
+
+@dataclass(frozen=True)
+class _Buffers:
+    products: FloatArray
+    outer: FloatArray
 
 
 # Work arrays of one pair block hold about this many float64 values (~1 MB: stays in cache).
@@ -318,7 +330,8 @@ def _chunk_correlations(
     ia: IntArray,
     ib: IntArray,
     corr: FloatArray,
-    n_obs: npt.NDArray[np.int32],
+    n_obs: npt.NDArray[np.integer[Any]],
+    buffers: _Buffers,
 ) -> None:
     """Correlations of every pair for the windows ending in one chunk (x: chunks k-1 and k)."""
     present = ~np.isnan(x)
@@ -330,13 +343,21 @@ def _chunk_correlations(
     # corr = Sxy/sqrt(Sxx Syy) - (Sx/sqrt(n Sxx)) (Sy/sqrt(n Syy)): each factor is a product of a
     # per-column term, so the expression is symmetric in the pair bit for bit.
     z = sums[part] * isd / np.sqrt(np.maximum(n[part], 1))
+    rows = part.stop - part.start
     for i0, i1 in strips:
         # Rows i0..i1-1 against every later column: pairs of one row are contiguous in output.
-        prod = u[:, i0:i1, None] * u[:, None, i0 + 1 :]
-        np.cumsum(prod, axis=0, out=prod)
-        r = prod[w:][part] - prod[:w][part]
-        r *= isd[:, i0:i1, None] * isd[:, None, i0 + 1 :]
-        r -= z[:, i0:i1, None] * z[:, None, i0 + 1 :]
+        # Work arrays are views of two buffers reused for every strip: fresh arrays of this size
+        # would each be mapped and faulted in by the allocator, which costs more than the maths.
+        shape = (i1 - i0, n_cols - 1 - i0)
+        size = shape[0] * shape[1]
+        prod = buffers.products[: 2 * w * size].reshape(2 * w, *shape)
+        np.multiply(u[:, i0:i1, None], u[:, None, i0 + 1 :], out=prod)
+        r = _cross_window_sums(prod, w)[part]
+        tmp = buffers.outer[: rows * size].reshape(rows, *shape)
+        np.multiply(isd[:, i0:i1, None], isd[:, None, i0 + 1 :], out=tmp)
+        r *= tmp
+        np.multiply(z[:, i0:i1, None], z[:, None, i0 + 1 :], out=tmp)
+        r -= tmp
         np.clip(r, -1.0, 1.0, out=r)
         for i in range(i0, i1):
             start = i * n_cols - i * (i + 1) // 2
@@ -353,6 +374,28 @@ def _chunk_correlations(
 
 
 _MIXED_BATCH = 512
+
+
+def _cross_window_sums(prod: FloatArray, w: int) -> FloatArray:
+    """Sums over rows r+1 .. r+w of the 2w rows of `prod` for r < w, in place in prod[w:].
+
+    Window r = rows 0 .. w-1, plus what entered, minus what left: an accumulate costs several
+    times an elementwise add, so it runs over w rows, not 2w. The first window is a tree of
+    elementwise adds, whose order (unlike a numpy sum's) does not depend on the array's shape:
+    both the all-pairs and the pairwise-complete paths give the same bits.
+    """
+    first = prod[:w]
+    while len(first) > 1:
+        half = len(first) // 2
+        folded = first[:half] + first[half : 2 * half]
+        if len(first) % 2:
+            folded[0] += first[2 * half]
+        first = folded
+    moved = prod[w:]
+    np.subtract(moved, prod[:w], out=moved)
+    np.cumsum(moved, axis=0, out=moved)
+    moved += first[0]
+    return moved
 
 
 def _window_diff(cum: npt.NDArray[Any], w: int, axis: int = 0) -> npt.NDArray[Any]:
@@ -386,7 +429,7 @@ def _pairwise_complete(
     y = np.where(both, u[:, ib], 0.0)
     n, sx, _, isx = _legs(x, both, w, min_obs)
     _, sy, _, isy = _legs(y, both, w, min_obs)
-    sxy = _window_diff(np.cumsum(x * y, axis=0), w)
+    sxy = _cross_window_sums(x * y, w)
     # The same expression as the shared-mask path, so a value does not depend on which path a
     # block takes (that depends on hours after it).
     root_n = np.sqrt(np.maximum(n, 1))

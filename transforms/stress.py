@@ -165,10 +165,11 @@ def basket_metrics(
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.where(has, corr, 0.0).sum(axis=1) / n_pairs
     avg = np.where(n_pairs > 0, avg, np.nan)
+    counts = pc.n_obs.astype(np.int64)  # a basket has at least one pair
     n_obs = np.where(
         n_pairs > 0,
-        np.where(has, pc.n_obs, np.iinfo(np.int32).max).min(axis=1, initial=np.iinfo(np.int32).max),
-        pc.n_obs.min(axis=1, initial=0),
+        np.where(has, counts, np.iinfo(np.int64).max).min(axis=1),
+        counts.min(axis=1),
     )
     absorption = absorption_ratio(pc.matrices(), spec.k)
     adjusted = avg
