@@ -437,6 +437,28 @@ def _pairwise_complete(
     return np.clip(r, -1.0, 1.0), n
 
 
+def correlation_matrix(
+    wide: pl.DataFrame,
+    columns: Sequence[str],
+    window_hours: int,
+    min_obs: int,
+    at: datetime,
+) -> pl.DataFrame:
+    """The correlation matrix of `columns` over the window ending at hour `at`.
+
+    One row per column: `instrument`, then one Float64 column per instrument (unit diagonal, null
+    where a pair has no correlation); `at` must be an open_time of `wide`.
+    """
+    names = list(dict.fromkeys(columns))
+    every = rolling_correlation_all(wide, names, window_hours, min_obs, since=at)
+    if len(every.open_time) == 0 or every.open_time[0] != check_since(at):
+        raise ValueError(f"wide has no row at {at.isoformat()}")
+    matrix = every.matrices()[0]
+    return pl.DataFrame(
+        {"instrument": names, **{name: matrix[:, i] for i, name in enumerate(names)}}
+    ).with_columns(pl.col(names).fill_nan(None))
+
+
 def rolling_correlation(
     wide: pl.DataFrame,
     a: str,
@@ -512,6 +534,7 @@ __all__ = [
     "PairMoments",
     "check_window",
     "correlation_from_moments",
+    "correlation_matrix",
     "history_start",
     "long_frame",
     "pair_moments",

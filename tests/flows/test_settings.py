@@ -154,3 +154,37 @@ def test_cli_check_config_exits_2_on_bad_config(tmp_path: Path) -> None:
 def test_cli_rejects_unknown_arguments() -> None:
     result = CliRunner().invoke(app, ["query", "select 1", "--format", "xml"])
     assert result.exit_code == 2
+
+
+BASKET = """
+[[baskets]]
+name = "pair"
+members = ["BTC", "ETH-PERP"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ('\n[metrics]\ndaily_baskets = ["nope"]\n', "metrics.daily_baskets.0"),
+        ("\n[metrics]\nabsorption_k = 3\n", "metrics.absorption_k"),
+        ("\n[metrics]\nabsorption_k = 0\n", "metrics.absorption_k"),
+        ("\n[metrics]\newma_halflife_hours = [0]\n", "metrics.ewma_halflife_hours"),
+        ("\n[metrics]\nbaseline_days = 0\n", "metrics.baseline_days"),
+        ("\n[metrics]\nconfidence = 1.0\n", "metrics.confidence"),
+    ],
+)
+def test_bad_metrics_setting_names_the_field(tmp_path: Path, patch: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_settings(write(tmp_path, MINIMAL + BASKET + patch))
+
+
+def test_metrics_settings_reach_the_specs(tmp_path: Path) -> None:
+    patch = '\n[metrics]\nabsorption_k = 2\nconfidence = 0.9\ndaily_baskets = ["pair"]\n'
+    settings = load_settings(write(tmp_path, MINIMAL + BASKET + patch))
+    assert settings.baskets[0].spec(settings.metrics.absorption_k).k == 2
+    assert settings.metrics.z == pytest.approx(1.6448536, abs=1e-6)
+    assert settings.metrics.baseline_hours == 30 * 24
+    spec = settings.hedges[0].spec()
+    assert spec.base_units == 1.0
+    assert spec.held_ratio == pytest.approx(0.8)

@@ -195,3 +195,19 @@ def test_ewma_equals_pandas_ewm_corr_from_the_anchor(seed: int, halflife: int, g
 def test_rejects_a_pair_of_one_column() -> None:
     with pytest.raises(ValueError, match="two different"):
         rolling_correlation_pairs(wide_frame(np.zeros((5, 2))), [("c0", "c0")], 4, 2)
+
+
+def test_correlation_matrix_at_an_hour_equals_corrcoef() -> None:
+    from transforms.correlation import correlation_matrix
+
+    rng = np.random.default_rng(4)
+    values = factor_returns(rng, 200, 4, 0.0)
+    wide = wide_frame(values)
+    names = [f"c{i}" for i in range(4)]
+    at = T0 + timedelta(hours=150)
+    matrix = correlation_matrix(wide, names, 48, 36, at)
+    assert matrix["instrument"].to_list() == names
+    expected = np.corrcoef(values[103:151].T)
+    np.testing.assert_allclose(matrix.select(names).to_numpy(), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="no row"):
+        correlation_matrix(wide, names, 48, 36, T0 + timedelta(days=30))
