@@ -7,8 +7,9 @@ and the cost of an hourly incremental update against the length of the stored hi
 Real hourly returns of 20 Binance spot majors over 2022 (8,760 hours) are tiled to N columns:
 copy c of a symbol is shifted by 97·c hours, so every column is a distinct real series. The few
 exchange-downtime hours are set to a zero return so that all three methods see complete data
-(their gap rules differ); one extra column times hedgewatch with 1 % of the hours missing at
-random (pairs whose legs miss different hours take the slower pairwise-complete path). pandas at
+(their gap rules differ); one extra column times hedgewatch with gaps shaped like real ones
+(venue-wide outages, and two-week listing gaps in 5 % of the columns: pairs whose legs miss
+different hours of a block take the slower pairwise-complete path). pandas at
 N = 200 takes tens of seconds and several GB, so by default it runs at N = 200 only for w = 168
 (--pandas-all runs every window). Times are the best of --repeat runs (pandas: one run).
 """
@@ -75,6 +76,19 @@ def tiled(returns: np.ndarray, n: int) -> np.ndarray:
         np.roll(returns[:, k % returns.shape[1]], 97 * (k // returns.shape[1])) for k in range(n)
     ]
     return np.stack(cols, axis=1)
+
+
+def with_gaps(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gaps shaped like real ones: venue-wide outages (every column, 1-4 hours, 8 of them) and
+    listing or delisting gaps (one column, two weeks, in 5 % of the columns)."""
+    out = values.copy()
+    hours, n = out.shape
+    for start in rng.integers(0, hours - 4, 8):
+        out[start : start + rng.integers(1, 5)] = np.nan
+    for column in rng.choice(n, max(1, n // 20), replace=False):
+        start = rng.integers(0, hours - 336)
+        out[start : start + 336, column] = np.nan
+    return out
 
 
 def wide_frame(values: np.ndarray) -> tuple[pl.DataFrame, list[str]]:
@@ -146,14 +160,13 @@ def bench_full(data: Path, repeat: int, pandas_all: bool) -> None:
         f"{int(np.isnan(returns).sum())} missing"
     )
     header = (
-        f"{'N':>4} {'w':>4} {'hedgewatch s':>12} {'1% gaps s':>11} {'numpy s':>8} "
+        f"{'N':>4} {'w':>4} {'hedgewatch s':>12} {'w/ gaps s':>11} {'numpy s':>8} "
         f"{'pandas s':>9} {'x pandas':>8} {'/ numpy':>8} {'|d| pandas':>10} {'|d| numpy':>10}"
     )
     print(header)
     for n in SIZES:
         values = np.nan_to_num(tiled(returns, n), nan=0.0)
-        gappy = values.copy()
-        gappy[np.random.default_rng(n).random(gappy.shape) < 0.01] = np.nan
+        gappy = with_gaps(values, np.random.default_rng(n))
         wide, names = wide_frame(values)
         wide_gaps, _ = wide_frame(gappy)
         for w in WINDOWS:
