@@ -401,6 +401,13 @@ def _cross_window_sums(prod: FloatArray, w: int) -> FloatArray:
 _SCAN_BLOCK = 8
 
 
+def _running(a: FloatArray) -> FloatArray:
+    """Running sums along axis 0 (a new array); see `_prefix_sums`."""
+    out = np.array(a, dtype=np.float64, order="C", copy=True)
+    _prefix_sums(out)
+    return out
+
+
 def _prefix_sums(a: FloatArray) -> None:
     """Running sums along axis 0, in place, of a C-contiguous array.
 
@@ -434,8 +441,8 @@ def _legs(
     """Per column and window: count, centred sum, centred sum of squares, 1/sqrt(css) or NaN."""
     counts = np.cumsum(present, axis=0, dtype=np.int64)
     n: IntArray = counts[w:] - counts[:w]
-    squares = np.cumsum(u * u, axis=0)
-    sums = _window_diff(np.cumsum(u, axis=0), w)
+    squares = _running(u * u)
+    sums = _window_diff(_running(u), w)
     nf = n.astype(np.float64)
     css = np.maximum(_window_diff(squares, w) - sums * sums / np.maximum(nf, 1.0), 0.0)
     ok = _moving(css, _window_diff(squares, w), n) & (n >= min_obs)
