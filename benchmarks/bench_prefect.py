@@ -1,0 +1,243 @@
+"""Prefect's overhead for one hourly run, against the same code called without Prefect; the demo.
+
+    .venv/bin/python benchmarks/bench_prefect.py [--repeat 4] [--no-demo]
+
+Every run is a typical hourly run: the database already holds the demo config's history up to
+T, the replay exchange's clock moves to T + 1 h, and the run fetches, stores, computes, evaluates,
+delivers and records that hour (12 series). Measured:
+
+1. In one process, with the Prefect server already up (as under `hedgewatch serve`'s server):
+   the flow `hourly(...)` against the same steps called as plain functions (`task.fn`, in the
+   flow's order, the run recorded in DuckDB but no Prefect artifact). Runs alternate.
+2. A fresh process per run, talking to a running Prefect server (`serve` starts each scheduled run
+   in its own process): the flow, against the plain steps in a fresh process.
+3. A fresh process per run with no server configured: the flow starts a temporary one (what a bare
+   `hedgewatch run` pays).
+4. `hedgewatch demo` end to end (18 runs through the LUNA crash), wall time.
+
+Prints a table; take the median, and re-run on a quiet machine before quoting figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import tomli_w
+
+ROOT = Path(__file__).resolve().parents[1]
+HISTORY = datetime(2022, 5, 1, tzinfo=UTC)
+SEED_AT = datetime(2022, 5, 11, 12, 5, tzinfo=UTC)
+RUN_AT = SEED_AT + timedelta(hours=1)
+
+PLAIN = """
+import sys, time
+started = time.perf_counter()
+sys.path.insert(0, sys.argv[2])
+from bench_prefect import plain_run
+plain_run(sys.argv[1])
+print(f"{time.perf_counter() - started:.3f}")
+"""
+FLOW = """
+import sys, time
+started = time.perf_counter()
+from flows.hourly import hourly
+from flows.runtime import quiet_prefect
+with quiet_prefect():
+    hourly(config_path=sys.argv[1])
+print(f"{time.perf_counter() - started:.3f}")
+"""
+
+
+def plain_run(config_path: str) -> None:
+    """The hourly flow's steps, in its order, as plain functions (no Prefect engine or API)."""
+    import uuid
+
+    from flows import hourly as h
+    from flows.settings import load_settings, utc_now
+    from flows.store import Store
+
+    settings = load_settings(Path(config_path))
+    summary = h.RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
+    candle_marks, funding_marks = h.read_watermarks.fn(settings)
+    fetches = [
+        h.fetch.fn(settings, venue, candle_marks, funding_marks)
+        for venue in settings.venues
+        if venue.enabled
+    ]
+    summary.as_of = max((f.server_time for f in fetches if f.server_time), default=None)
+    summary = h.load_compute_evaluate.fn(settings, fetches, summary)
+    summary.deliveries = h.deliver.fn(settings)
+    summary.status = "partial" if summary.failures else "ok"
+    with Store.open(settings.storage.database) as store:
+        store.finish_run(summary.run_id, utc_now(), summary.status, h._jsonable(summary))
+    h.run_markdown(summary)
+
+
+def write_config(workdir: Path, url: str) -> Path:
+    from flows.demo import write_demo_config
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = write_demo_config(workdir, url)
+    config = tomllib.loads(path.read_text())
+    config["fetch"]["history_start"] = HISTORY
+    path.write_text(tomli_w.dumps(config))
+    return path
+
+
+def fresh_copy(seed: Path, workdir: Path, url: str) -> Path:
+    """A workdir whose database is a copy of the seeded one; returns its config."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    config = write_config(workdir, url)
+    shutil.copy(seed / "hedgewatch.duckdb", workdir / "hedgewatch.duckdb")
+    return config
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def row(label: str, values: list[float]) -> str:
+    stats = f"{median(values):.2f} | {min(values):.2f} | {max(values):.2f}"
+    return f"| {label} | {stats} | {len(values)} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--no-demo", action="store_true")
+    args = parser.parse_args()
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    tmp = Path(tempfile.mkdtemp(prefix="hedgewatch-bench-"))
+    os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.demo import demo_data_dir
+    from flows.exchanges.replay import ReplayExchange, load_candle_files, load_funding_files
+    from flows.hourly import hourly
+    from flows.runtime import quiet_prefect
+
+    data = demo_data_dir()
+    candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
+    funding = load_funding_files(sorted(data.glob("binance_funding_*.csv.gz")))
+    results: dict[str, list[float]] = {}
+    try:
+        with ReplayExchange(candles, funding, now=SEED_AT) as exchange:
+            seed = tmp / "seed"
+            plain_run(str(write_config(seed, exchange.url)))
+            exchange.set_now(RUN_AT)
+
+            with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
+                api = str(PREFECT_API_URL.value())
+                hourly(config_path=str(fresh_copy(seed, tmp / "warmup", exchange.url)))
+                for n in range(args.repeat):
+                    for label, call in (
+                        ("1. in process, server up: Prefect flow", None),
+                        ("1. in process: plain functions", plain_run),
+                    ):
+                        config = fresh_copy(seed, tmp / f"run-{n}", exchange.url)
+                        started = time.perf_counter()
+                        if call is None:
+                            hourly(config_path=str(config))
+                        else:
+                            call(str(config))
+                        results.setdefault(label, []).append(time.perf_counter() - started)
+
+                env = {**os.environ, "PREFECT_API_URL": api, "PYTHONPATH": str(ROOT)}
+                for n in range(args.repeat):
+                    for label, script in (
+                        ("2. fresh process, server up: Prefect flow", FLOW),
+                        ("2. fresh process: plain functions", PLAIN),
+                    ):
+                        config = fresh_copy(seed, tmp / f"proc-{n}", exchange.url)
+                        started = time.perf_counter()
+                        subprocess.run(
+                            [sys.executable, "-c", script, str(config), str(ROOT / "benchmarks")],
+                            check=True,
+                            env=env,
+                            stdout=subprocess.DEVNULL,
+                        )
+                        results.setdefault(label, []).append(time.perf_counter() - started)
+
+            no_server = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+            for n in range(max(2, args.repeat // 2)):
+                config = fresh_copy(seed, tmp / f"cold-{n}", exchange.url)
+                started = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-c", FLOW, str(config)],
+                    check=True,
+                    env=no_server,
+                    stdout=subprocess.DEVNULL,
+                )
+                results.setdefault("3. fresh process, temporary server: Prefect flow", []).append(
+                    time.perf_counter() - started
+                )
+
+        if not args.no_demo:
+            for n in range(2):
+                started = time.perf_counter()
+                subprocess.run(
+                    [
+                        str(Path(sys.executable).parent / "hedgewatch"),
+                        "demo",
+                        "--workdir",
+                        str(tmp / f"demo-{n}"),
+                    ],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                results.setdefault("4. hedgewatch demo (18 runs)", []).append(
+                    time.perf_counter() - started
+                )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("| measurement | median s | best s | worst s | runs |")
+    print("|---|---|---|---|---|")
+    for label, values in results.items():
+        print(row(label, values))
+    pairs = [
+        (
+            "in process, server up",
+            "1. in process, server up: Prefect flow",
+            "1. in process: plain functions",
+        ),
+        (
+            "fresh process, server up",
+            "2. fresh process, server up: Prefect flow",
+            "2. fresh process: plain functions",
+        ),
+        (
+            "fresh process, temporary server",
+            "3. fresh process, temporary server: Prefect flow",
+            "2. fresh process: plain functions",
+        ),
+    ]
+    print()
+    print("| Prefect overhead per hourly run | median s |")
+    print("|---|---|")
+    for name, with_prefect, plain in pairs:
+        if with_prefect in results and plain in results:
+            overhead = median(results[with_prefect]) - median(results[plain])
+            print(f"| {name} | {overhead:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
