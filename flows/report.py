@@ -22,9 +22,11 @@ from flows.store import connect
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
 _EVENT_STYLE = {
     "firing": ("#d62728", "triangle-up"),
+    "escalated": ("#7b0000", "star"),
     "repeat": ("#ff7f0e", "diamond"),
     "resolved": ("#2ca02c", "circle"),
 }
+_OTHER_EVENT = ("#7f7f7f", "square")  # any other event kind
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -240,10 +242,9 @@ def _rules_for(settings: Settings, metric: str, subject: str) -> list[Any]:
 def _event_markers(fig: Any, events: pl.DataFrame, values: dict[datetime, float] | None) -> None:
     import plotly.graph_objects as go
 
-    for kind, (color, symbol) in _EVENT_STYLE.items():
+    for kind in _kinds(events):
+        color, symbol = _EVENT_STYLE.get(kind, _OTHER_EVENT)
         chosen = events.filter(pl.col("kind") == kind)
-        if chosen.is_empty():
-            continue
         xs = chosen["ts"].to_list()
         ys = [
             (values or {}).get(ts, value)
@@ -260,6 +261,12 @@ def _event_markers(fig: Any, events: pl.DataFrame, values: dict[datetime, float]
                 hovertemplate="%{text} " + kind + "<br>%{x} UTC: %{y:.3f}<extra></extra>",
             )
         )
+
+
+def _kinds(events: pl.DataFrame) -> list[str]:
+    """Event kinds present, the known ones in their usual order first."""
+    present = set(events["kind"].to_list())
+    return [k for k in _EVENT_STYLE if k in present] + sorted(present - set(_EVENT_STYLE))
 
 
 def _line_chart(
@@ -285,17 +292,18 @@ def _line_chart(
                 connectgaps=False,
             )
         )
-    for rule in rules:
+    for n, rule in enumerate(rules):
         other = "below" if rule.direction == "above" else "above"
-        for level, dash, label in (
-            (rule.fire_threshold, "dash", f"fires {rule.direction}"),
-            (rule.clear_threshold, "dot", f"clears {other}"),
+        side = "left" if n % 2 == 0 else "right"  # two rules' labels do not overlap
+        for level, dash, label, where in (
+            (rule.fire_threshold, "dash", f"fires {rule.direction}", "top"),
+            (rule.clear_threshold, "dot", f"clears {other}", "bottom"),
         ):
             fig.add_hline(
                 y=level,
                 line={"color": "#d62728" if dash == "dash" else "#2ca02c", "dash": dash},
                 annotation_text=f"{rule.name} ({rule.window}) {label} {level:+.2f}",
-                annotation_position="top left",
+                annotation_position=f"{where} {side}",
                 annotation_font_size=11,
             )
     names = {rule.name for rule in rules}
@@ -369,10 +377,9 @@ def _alert_timeline(data: ReportData) -> str:
         f"{r} / {s}" for r, s in zip(data.events["rule"], data.events["subject"], strict=True)
     ]
     events = data.events.with_columns(pl.Series("label", labels))
-    for kind, (color, symbol) in _EVENT_STYLE.items():
+    for kind in _kinds(events):
+        color, symbol = _EVENT_STYLE.get(kind, _OTHER_EVENT)
         chosen = events.filter(pl.col("kind") == kind)
-        if chosen.is_empty():
-            continue
         fig.add_trace(
             go.Scatter(
                 x=_naive(chosen["ts"].to_list()),
