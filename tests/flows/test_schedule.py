@@ -132,3 +132,18 @@ def test_serve_rejects_a_bad_cron_and_needs_a_prefect_server(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     result = CliRunner().invoke(app, ["serve", "-c", config])
     assert result.exit_code == 2 and "PREFECT_API_URL" in result.stderr
+
+
+def test_only_database_steps_retry_and_only_when_the_file_was_busy() -> None:
+    from prefect.states import Failed
+
+    from flows import hourly
+    from flows.store import StoreBusy, StoreError
+
+    assert hourly.retry_when_busy(None, None, Failed(data=StoreBusy("held by another process")))
+    assert not hourly.retry_when_busy(None, None, Failed(data=StoreError("cannot open")))
+    assert not hourly.retry_when_busy(None, None, Failed(data=ValueError("a bug")))
+    # The exchange client retries HTTP and the outbox retries deliveries: never the task.
+    assert hourly.fetch.retries == 0 and hourly.deliver.retries == 0
+    for step in (hourly.read_watermarks, hourly.load_compute_evaluate, hourly.publish):
+        assert step.retries == 1 and step.retry_condition_fn is hourly.retry_when_busy
