@@ -276,8 +276,9 @@ class _Buffers:
     outer: FloatArray
 
 
-# Work arrays of one pair block hold about this many float64 values (~1 MB: stays in cache).
-_BLOCK_ELEMENTS = 131_072
+# Work arrays of one strip of pairs hold about this many float64 values (~2 MB: fewer numpy
+# calls per chunk, still close to the cache).
+_BLOCK_ELEMENTS = 262_144
 
 
 @dataclass(frozen=True)
@@ -337,13 +338,13 @@ def _chunk_correlations(
     present = ~np.isnan(x)
     u = np.where(present, x - _past_shift(x, present, w), 0.0)
     n, sums, _, inv_sd = _legs(u, present, w, min_obs)
-    n_obs[dest] = n[part][:, ia]
     n_cols = x.shape[1]
     isd = inv_sd[part]
     # corr = Sxy/sqrt(Sxx Syy) - (Sx/sqrt(n Sxx)) (Sy/sqrt(n Syy)): each factor is a product of a
     # per-column term, so the expression is symmetric in the pair bit for bit.
     z = sums[part] * isd / np.sqrt(np.maximum(n[part], 1))
     rows = part.stop - part.start
+    n_part = n[part]
     for i0, i1 in strips:
         # Rows i0..i1-1 against every later column: pairs of one row are contiguous in output.
         # Work arrays are views of two buffers reused for every strip: fresh arrays of this size
@@ -362,6 +363,8 @@ def _chunk_correlations(
         for i in range(i0, i1):
             start = i * n_cols - i * (i + 1) // 2
             corr[dest, start : start + n_cols - 1 - i] = r[:, i - i0, i - i0 :]
+            # Legs with the same present hours (the rest is redone below) share the count.
+            n_obs[dest, start : start + n_cols - 1 - i] = n_part[:, i, None]
     # Pairs whose legs miss different hours of this block: redo them pairwise-complete.
     if not present.all():
         group = _mask_ids(present.T)
