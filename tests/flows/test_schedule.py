@@ -28,11 +28,16 @@ def test_the_hourly_deployment_registers_with_its_cron_schedule(
     )
     settings = load_settings(config)
     deployment_id = build_deployment(settings, config).apply()
-    assert ensure_venue_limits(settings) == ["venue:binance"]
-
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(f"{FLOW_NAME}/hourly-test")
-        limit = client.read_concurrency_limit_by_tag("venue:binance")
+    try:
+        assert ensure_venue_limits(settings) == ["venue:binance"]
+        with get_client(sync_client=True) as client:
+            deployment = client.read_deployment_by_name(f"{FLOW_NAME}/hourly-test")
+            limit = client.read_concurrency_limit_by_tag("venue:binance")
+    finally:
+        # The session's other flows share this server: a run killed mid-fetch (the crash test)
+        # would hold the venue's slot until its lease expires (300 s).
+        with get_client(sync_client=True) as client:
+            client.delete_concurrency_limit_by_tag("venue:binance")
     assert deployment.id == deployment_id
     assert deployment.parameters == {"config_path": str(config.resolve())}
     assert deployment.global_concurrency_limit is not None
