@@ -33,8 +33,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Side-by-side benchmarks (several minutes each; see benchmarks/README.md for what they compare).
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only
+	$(BIN)/python benchmarks/bench_correlation.py --repeat 2
+	$(BIN)/python benchmarks/bench_backfill.py --repeat 3
+	$(BIN)/python benchmarks/bench_prefect.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

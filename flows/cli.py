@@ -262,4 +262,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m flows.cli`: run the imported module's app, the one the area commands registered on.
+    from flows.cli import main as entry
+
+    entry()

@@ -47,13 +47,15 @@ def windows(values: np.ndarray, window: int) -> list[np.ndarray]:
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=SEEDS, window=st.integers(2, 40), gaps=st.sampled_from([0.0, 0.05, 0.3]))
+@given(seed=SEEDS, window=st.integers(4, 40), gaps=st.sampled_from([0.0, 0.05, 0.3]))
 def test_all_pairs_equal_per_window_corrcoef_on_data_with_gaps(
     seed: int, window: int, gaps: float
 ) -> None:
+    # From four observations on. With two or three a correlation is (nearly) always ±1 and
+    # rounding in the cancelling sums reaches ~1e-8; the product asks for far more (min_coverage).
     rng = np.random.default_rng(seed)
-    values = factor_returns(rng, 100, 4, gaps) + rng.choice([0.0, 50.0])
-    min_obs = max(2, window // 2)
+    values = factor_returns(rng, 100, 4, gaps) + rng.choice([0.0, 50.0, 1000.0])
+    min_obs = max(4, window // 2)
     out = rolling_correlation_all(wide_frame(values), [f"c{i}" for i in range(4)], window, min_obs)
     for p, (i, j) in enumerate(combinations(range(4), 2)):
         for t, rows in enumerate(windows(values, window)):
