@@ -61,11 +61,6 @@ SELECT latest.*, coalesce(alerting.alert_status, 'no rules') AS alert_status
 FROM latest
 LEFT JOIN alerting ON alerting.subject = latest.hedge;
 
--- Average pairwise correlation of each basket over time.
-CREATE OR REPLACE VIEW market_stress AS
-SELECT basket, window_hours, open_time, avg_corr, n_pairs, n_obs
-FROM basket_metrics;
-
 -- Every alert event, newest first, with whether each channel got it.
 CREATE OR REPLACE VIEW alert_history AS
 SELECT e.ts, e.rule, e.subject, e.kind, e.severity, e.value, e.threshold, e.episode,
