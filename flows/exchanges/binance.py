@@ -5,10 +5,9 @@ Venue facts (hosts, paths, page sizes, weights, budgets) are data in BINANCE; th
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +18,6 @@ import polars as pl
 from flows.exchanges.base import (
     CANDLE_SCHEMA,
     FUNDING_SCHEMA,
-    UTC_US,
     datetime_to_ms,
     empty_candles,
     empty_funding,
@@ -27,6 +25,7 @@ from flows.exchanges.base import (
     ms_to_datetime,
 )
 from flows.exchanges.errors import BadResponse, InvalidRequest
+from flows.exchanges.fields import decimal_field, int_field, preview, utc_from_ms
 from flows.exchanges.http import JsonHttp, RetryPolicy, WeightLimiter
 
 _FIXED_INTERVALS = (
@@ -319,7 +318,7 @@ class BinanceClient:
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
         raise BadResponse(
-            self.venue, spec.time_path, f'expected {{"serverTime": <ms>}}, got {_preview(payload)}'
+            self.venue, spec.time_path, f'expected {{"serverTime": <ms>}}, got {preview(payload)}'
         )
 
 
@@ -345,20 +344,20 @@ def parse_klines(
                 venue,
                 endpoint,
                 f"row {i}: expected a list of 12 fields ({', '.join(_KLINE_FIELDS)}, ...), "
-                f"got {_preview(row)}",
+                f"got {preview(row)}",
             )
-        open_ms[i] = _int_field(row[0], i, "open_time", venue, endpoint)
+        open_ms[i] = int_field(row[0], i, "open_time", venue, endpoint, digit_strings=False)
         for j, name in _KLINE_DECIMALS:
-            decimals[name][i] = _decimal_field(row[j], i, name, venue, endpoint)
-        quote_volume[i] = _decimal_field(row[7], i, "quote_volume", venue, endpoint)
-        trades[i] = _int_field(row[8], i, "trades", venue, endpoint)
+            decimals[name][i] = decimal_field(row[j], i, name, venue, endpoint)
+        quote_volume[i] = decimal_field(row[7], i, "quote_volume", venue, endpoint)
+        trades[i] = int_field(row[8], i, "trades", venue, endpoint, digit_strings=False)
     frame = pl.DataFrame(
         {
             "venue": [venue] * n,
             "market": [market] * n,
             "symbol": [symbol] * n,
             "interval": [interval] * n,
-            "open_time": _utc_from_ms(open_ms),
+            "open_time": utc_from_ms(open_ms),
             **{name: pl.Series(name, values, pl.Float64) for name, values in decimals.items()},
             "quote_volume": pl.Series("quote_volume", quote_volume, pl.Float64),
             "trades": pl.Series("trades", trades, pl.Int64),
@@ -378,35 +377,35 @@ def parse_funding(
     marks: list[float | None] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise BadResponse(venue, endpoint, f"row {i}: expected an object, got {_preview(row)}")
+            raise BadResponse(venue, endpoint, f"row {i}: expected an object, got {preview(row)}")
         symbol = row.get("symbol")
         if not isinstance(symbol, str) or not symbol:
             raise BadResponse(
                 venue,
                 endpoint,
-                f"row {i} field 'symbol': expected a string, got {_preview(symbol)}",
+                f"row {i} field 'symbol': expected a string, got {preview(symbol)}",
             )
         symbols.append(symbol)
-        times.append(_int_field(row.get("fundingTime"), i, "fundingTime", venue, endpoint))
-        rates.append(_decimal_field(row.get("fundingRate"), i, "fundingRate", venue, endpoint))
+        times.append(
+            int_field(
+                row.get("fundingTime"), i, "fundingTime", venue, endpoint, digit_strings=False
+            )
+        )
+        rates.append(decimal_field(row.get("fundingRate"), i, "fundingRate", venue, endpoint))
         # Older settlements come back with markPrice "" (or without it).
         mark = row.get("markPrice")
         marks.append(
-            None if mark in (None, "") else _decimal_field(mark, i, "markPrice", venue, endpoint)
+            None if mark in (None, "") else decimal_field(mark, i, "markPrice", venue, endpoint)
         )
     return pl.DataFrame(
         {
             "venue": pl.Series("venue", [venue] * len(rows), pl.Utf8),
             "symbol": pl.Series("symbol", symbols, pl.Utf8),
-            "funding_time": _utc_from_ms(times),
+            "funding_time": utc_from_ms(times),
             "funding_rate": pl.Series("funding_rate", rates, pl.Float64),
             "mark_price": pl.Series("mark_price", marks, pl.Float64),
         }
     ).cast(FUNDING_SCHEMA)
-
-
-def _utc_from_ms(values: Sequence[int]) -> pl.Series:
-    return pl.Series(values=values, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).cast(UTC_US)
 
 
 def _expect_list(payload: Any, venue: str, endpoint: str) -> list[Any]:
@@ -415,34 +414,4 @@ def _expect_list(payload: Any, venue: str, endpoint: str) -> list[Any]:
     if isinstance(payload, dict) and "code" in payload and "msg" in payload:
         detail = f"HTTP 200 with an error body: code {payload['code']}: {payload['msg']}"
         raise BadResponse(venue, endpoint, detail)
-    raise BadResponse(venue, endpoint, f"expected a JSON array of rows, got {_preview(payload)}")
-
-
-def _int_field(value: Any, row: int, field: str, venue: str, endpoint: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise BadResponse(
-        venue, endpoint, f"row {row} field '{field}': expected an integer, got {_preview(value)}"
-    )
-
-
-def _decimal_field(value: Any, row: int, field: str, venue: str, endpoint: str) -> float:
-    # Binance sends decimals as strings to keep precision; numbers are accepted too.
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(number):
-                return number
-    raise BadResponse(
-        venue,
-        endpoint,
-        f"row {row} field '{field}': expected a decimal string, got {_preview(value)}",
-    )
-
-
-def _preview(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    raise BadResponse(venue, endpoint, f"expected a JSON array of rows, got {preview(payload)}")

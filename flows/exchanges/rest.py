@@ -25,7 +25,6 @@ import polars as pl
 from flows.exchanges.base import (
     CANDLE_SCHEMA,
     FUNDING_SCHEMA,
-    UTC_US,
     datetime_to_ms,
     empty_candles,
     empty_funding,
@@ -33,6 +32,7 @@ from flows.exchanges.base import (
     ms_to_datetime,
 )
 from flows.exchanges.errors import BadResponse, HistoryUnavailable, InvalidRequest
+from flows.exchanges.fields import decimal_field, int_field, preview, utc_from_ms
 from flows.exchanges.http import Envelope, JsonHttp, RetryPolicy, WeightLimiter
 
 log = logging.getLogger(__name__)
@@ -428,7 +428,7 @@ class RestClient:
                 self.venue,
                 spec.path,
                 f"expected the server time at {'.'.join(map(str, spec.field_path))}, "
-                f"got {_preview(payload)}",
+                f"got {preview(payload)}",
             ) from None
         return int(number * 1000) if spec.unit == "s" else int(number)
 
@@ -458,7 +458,7 @@ def dig(payload: Any, path: Sequence[PathStep], venue: str, endpoint: str) -> li
         if step == "*" and isinstance(value, dict):
             lists = [v for v in value.values() if isinstance(v, list)]
             if len(lists) != 1:
-                raise BadResponse(venue, endpoint, f"expected one row list, got {_preview(value)}")
+                raise BadResponse(venue, endpoint, f"expected one row list, got {preview(value)}")
             value = lists[0]
         elif (isinstance(value, dict) and isinstance(step, str) and step in value) or (
             isinstance(value, list) and isinstance(step, int) and -len(value) <= step < len(value)
@@ -468,10 +468,10 @@ def dig(payload: Any, path: Sequence[PathStep], venue: str, endpoint: str) -> li
             raise BadResponse(
                 venue,
                 endpoint,
-                f"expected rows at {'.'.join(map(str, path))}, got {_preview(payload)}",
+                f"expected rows at {'.'.join(map(str, path))}, got {preview(payload)}",
             )
     if not isinstance(value, list):
-        raise BadResponse(venue, endpoint, f"expected a list of rows, got {_preview(value)}")
+        raise BadResponse(venue, endpoint, f"expected a list of rows, got {preview(value)}")
     return value
 
 
@@ -497,22 +497,22 @@ def parse_rows(
             raise BadResponse(
                 venue,
                 endpoint,
-                f"row {i}: expected a list of {layout.width} fields, got {_preview(row)}",
+                f"row {i}: expected a list of {layout.width} fields, got {preview(row)}",
             )
         if layout.closed_flag is not None and str(row[layout.closed_flag]) != layout.closed_value:
             continue
-        times.append(_int(row[layout.time], i, "time", venue, endpoint) * scale)
+        times.append(int_field(row[layout.time], i, "time", venue, endpoint) * scale)
         for name in ("open", "high", "low", "close", "volume"):
-            values[name].append(_decimal(row[getattr(layout, name)], i, name, venue, endpoint))
+            values[name].append(decimal_field(row[getattr(layout, name)], i, name, venue, endpoint))
         values["quote_volume"].append(
             None
             if layout.quote_volume is None
-            else _decimal(row[layout.quote_volume], i, "quote_volume", venue, endpoint)
+            else decimal_field(row[layout.quote_volume], i, "quote_volume", venue, endpoint)
         )
         trades.append(
             None
             if layout.trades is None
-            else _int(row[layout.trades], i, "trades", venue, endpoint)
+            else int_field(row[layout.trades], i, "trades", venue, endpoint)
         )
     n = len(times)
     frame = pl.DataFrame(
@@ -521,7 +521,7 @@ def parse_rows(
             "market": [market] * n,
             "symbol": [symbol] * n,
             "interval": [interval] * n,
-            "open_time": _utc_from_ms(times),
+            "open_time": utc_from_ms(times),
             **{name: pl.Series(name, vals, pl.Float64) for name, vals in values.items()},
             "trades": pl.Series("trades", trades, pl.Int64),
         },
@@ -544,61 +544,29 @@ def parse_funding_rows(
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise BadResponse(
-                venue, endpoint.path, f"row {i}: expected an object, got {_preview(row)}"
+                venue, endpoint.path, f"row {i}: expected an object, got {preview(row)}"
             )
         if endpoint.symbol_field and row.get(endpoint.symbol_field) not in (None, symbol):
             continue
         times.append(
-            _int(row.get(endpoint.time_field), i, endpoint.time_field, venue, endpoint.path)
+            int_field(row.get(endpoint.time_field), i, endpoint.time_field, venue, endpoint.path)
         )
         rates.append(
-            _decimal(row.get(endpoint.rate_field), i, endpoint.rate_field, venue, endpoint.path)
+            decimal_field(
+                row.get(endpoint.rate_field), i, endpoint.rate_field, venue, endpoint.path
+            )
         )
         mark = row.get(endpoint.mark_field) if endpoint.mark_field else None
         marks.append(
-            None if mark in (None, "") else _decimal(mark, i, "mark", venue, endpoint.path)
+            None if mark in (None, "") else decimal_field(mark, i, "mark", venue, endpoint.path)
         )
     n = len(times)
     return pl.DataFrame(
         {
             "venue": pl.Series("venue", [venue] * n, pl.Utf8),
             "symbol": pl.Series("symbol", [symbol] * n, pl.Utf8),
-            "funding_time": _utc_from_ms(times),
+            "funding_time": utc_from_ms(times),
             "funding_rate": pl.Series("funding_rate", rates, pl.Float64),
             "mark_price": pl.Series("mark_price", marks, pl.Float64),
         }
     ).cast(FUNDING_SCHEMA)
-
-
-def _utc_from_ms(values: Sequence[int]) -> pl.Series:
-    return pl.Series(values=values, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).cast(UTC_US)
-
-
-def _int(value: Any, row: int, name: str, venue: str, endpoint: str) -> int:
-    # Times come as ints (Kraken, Coinbase) or decimal strings (Bybit, OKX).
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise BadResponse(
-        venue, endpoint, f"row {row} field '{name}': expected an integer, got {_preview(value)}"
-    )
-
-
-def _decimal(value: Any, row: int, name: str, venue: str, endpoint: str) -> float:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if math.isfinite(number):
-                return number
-    raise BadResponse(
-        venue, endpoint, f"row {row} field '{name}': expected a decimal, got {_preview(value)}"
-    )
-
-
-def _preview(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
