@@ -8,7 +8,6 @@ Secrets never live in the file: a channel names the environment variable that ho
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -19,21 +18,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from alerts.delivery import Channel, FileChannel, SmtpChannel
-from alerts.rules import Rule
+from alerts.rules import Rule, parse_window
+from flows.exchanges import EXCHANGE_MARKETS
 from transforms.hedges import HedgeSpec
 from transforms.stress import BasketSpec
 
 Market = Literal["spot", "perp"]
-# Markets per venue kind; mirrors flows.exchanges.EXCHANGE_MARKETS (a test keeps them equal).
-_VENUE_MARKETS: dict[str, tuple[str, ...]] = {
-    "binance": ("spot", "perp"),
-    "bybit": ("spot", "perp"),
-    "okx": ("spot", "perp"),
-    "coinbase": ("spot",),
-    "kraken": ("spot",),
-    "ccxt": ("spot", "perp"),
-}
-_WINDOW = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
 SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
 SECRET_BLOCK_SUFFIX = "_secret_block"  # noqa: S105 (a key suffix, not a secret)
 SecretLoader = Callable[[str], str]
@@ -41,20 +31,6 @@ SecretLoader = Callable[[str], str]
 
 class ConfigError(Exception):
     """The config file is missing, unreadable or invalid; the message names the file and field."""
-
-
-def parse_hours(value: str | int) -> int:
-    """'24h' -> 24, '7d' -> 168; a bare int is hours."""
-    if isinstance(value, int):
-        hours = value
-    else:
-        match = _WINDOW.match(value)
-        if not match:
-            raise ValueError(f"expected a duration such as '24h' or '7d', got {value!r}")
-        hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1)
-    if hours <= 0:
-        raise ValueError("duration must be positive")
-    return hours
 
 
 class _Model(BaseModel):
@@ -147,14 +123,14 @@ class MetricsSettings(_Model):
     @classmethod
     def _windows_parse(cls, value: list[str]) -> list[str]:
         for window in value:
-            parse_hours(window)
+            parse_window(window)
         if not value:
             raise ValueError("at least one window is required")
         return value
 
     @property
     def window_hours(self) -> list[int]:
-        return sorted({parse_hours(w) for w in self.windows})
+        return sorted({parse_window(w) for w in self.windows})
 
     def min_obs(self, window_hours: int) -> int:
         return max(3, int(window_hours * self.min_coverage))
@@ -279,7 +255,7 @@ class Settings(_Model):
         for n, inst in enumerate(self.instruments):
             if inst.venue not in venues:
                 raise ValueError(f"instruments.{n}.venue: unknown venue {inst.venue!r}")
-            offered = _VENUE_MARKETS.get(kinds[inst.venue], ("spot", "perp"))
+            offered = EXCHANGE_MARKETS.get(kinds[inst.venue], ("spot", "perp"))
             if inst.market not in offered:
                 raise ValueError(
                     f"instruments.{n}.market: {kinds[inst.venue]} venue {inst.venue!r} offers "

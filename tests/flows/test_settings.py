@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from alerts.rules import parse_window
 from flows.cli import app
-from flows.settings import ConfigError, load_settings, parse_hours
+from flows.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hedgewatch.example.toml"
@@ -134,11 +135,11 @@ def test_missing_and_malformed_files_are_config_errors(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "[[venues]\n"))
 
 
-def test_parse_hours() -> None:
-    assert parse_hours("24h") == 24
-    assert parse_hours("7d") == 168
+def test_parse_window() -> None:
+    assert parse_window("24h") == 24
+    assert parse_window("7d") == 168
     with pytest.raises(ValueError):
-        parse_hours("0h")
+        parse_window("0h")
 
 
 def test_cli_check_config_exits_2_on_bad_config(tmp_path: Path) -> None:
