@@ -6,6 +6,7 @@ Every venue client returns frames in these schemas, so the shell never sees a wi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -110,3 +111,15 @@ def empty_candles() -> pl.DataFrame:
 
 def empty_funding() -> pl.DataFrame:
     return pl.DataFrame(schema=FUNDING_SCHEMA)
+
+
+def base_url_overrides(
+    base_urls: Mapping[str, str] | None, markets: Iterable[str]
+) -> dict[str, str]:
+    """The per-market host overrides a client was given, refusing markets the venue lacks."""
+    overrides = dict(base_urls or {})
+    known = sorted(markets)
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"base_urls has unknown markets {unknown}; expected {known}")
+    return overrides

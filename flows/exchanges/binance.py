@@ -18,6 +18,7 @@ import polars as pl
 from flows.exchanges.base import (
     CANDLE_SCHEMA,
     FUNDING_SCHEMA,
+    base_url_overrides,
     datetime_to_ms,
     empty_candles,
     empty_funding,
@@ -151,12 +152,7 @@ class BinanceClient:
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        overrides = dict(base_urls or {})
-        unknown = sorted(set(overrides) - set(spec.markets))
-        if unknown:
-            raise ValueError(
-                f"base_urls has unknown markets {unknown}; expected {sorted(spec.markets)}"
-            )
+        overrides = base_url_overrides(base_urls, spec.markets)
         self.venue = venue
         self.spec = spec
         policy = policy or RetryPolicy(max_attempts=max_attempts)

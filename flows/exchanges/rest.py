@@ -25,6 +25,7 @@ import polars as pl
 from flows.exchanges.base import (
     CANDLE_SCHEMA,
     FUNDING_SCHEMA,
+    base_url_overrides,
     datetime_to_ms,
     empty_candles,
     empty_funding,
@@ -168,12 +169,7 @@ class RestClient:
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        overrides = dict(base_urls or {})
-        unknown = sorted(set(overrides) - set(spec.markets))
-        if unknown:
-            raise ValueError(
-                f"base_urls has unknown markets {unknown}; expected {sorted(spec.markets)}"
-            )
+        overrides = base_url_overrides(base_urls, spec.markets)
         hosts = set(overrides.values())
         if len(hosts) > 1:
             raise ValueError(f"{spec.venue} serves every market from one host; got {sorted(hosts)}")
