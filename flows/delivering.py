@@ -36,14 +36,7 @@ from alerts.delivery import (
 from alerts.render import ChannelKind, Rendered, render
 from alerts.rules import Rule
 from alerts.state import AlertEvent, pipeline_failure_event
-from flows.pipeline import (
-    _digests,
-    active_silences,
-    is_silenced,
-    load_events,
-    queue,
-    save_events,
-)
+from flows.pipeline import load_events, plan_outbox, queue, save_events
 from flows.settings import Settings, utc_now
 from flows.store import Store, StoreError, connect
 
@@ -203,9 +196,7 @@ def queue_events(
 ) -> int:
     """Record events and queue one digest per channel (silences apply); returns rows queued."""
     rules = rules if rules is not None else {r.name: r for r in settings.alerts.rules}
-    silences = active_silences(store, settings)
-    silenced = {e.key for e in events if is_silenced(e, silences)}
-    digests = _digests([e for e in events if e.key not in silenced], rules, run_id)
+    silenced, digests = plan_outbox(store, settings, events, rules, run_id)
     with store.transaction():
         save_events(store, events, silenced)
         queue(store, digests, run_id)

@@ -342,9 +342,7 @@ def evaluate(
             events.extend(new_events)
     if not hours and not events and not stale_rules:
         return EvaluateResult(hours=hours)
-    silences = active_silences(store, settings)
-    silenced = {e.key for e in events if is_silenced(e, silences)}
-    digests = _digests([e for e in events if e.key not in silenced], by_name, run_id)
+    silenced, digests = plan_outbox(store, settings, events, by_name, run_id)
     with store.transaction():
         save_states(store, states, evaluated_at)
         save_events(store, events, silenced)
@@ -462,6 +460,19 @@ def is_silenced(event: AlertEvent, silences: Iterable[tuple[str, str, datetime]]
         rule in ("*", event.rule) and subject in ("*", event.subject) and event.ts < until
         for rule, subject, until in silences
     )
+
+
+def plan_outbox(
+    store: Store,
+    settings: Settings,
+    events: Sequence[AlertEvent],
+    rules: Mapping[str, Rule],
+    run_id: str,
+) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
+    """The events a silence holds back, and one digest per channel for the rest."""
+    silences = active_silences(store, settings)
+    silenced = {e.key for e in events if is_silenced(e, silences)}
+    return silenced, _digests([e for e in events if e.key not in silenced], rules, run_id)
 
 
 def queue(store: Store, digests: Sequence[tuple[str, str, list[str]]], run_id: str) -> None:
