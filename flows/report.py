@@ -322,46 +322,60 @@ def _line_chart(
 def _hedge_charts(settings: Settings, data: ReportData) -> str:
     if not settings.hedges:
         return _empty("No hedges configured.")
-    if data.hedges.is_empty():
-        return _empty("No hedge metrics yet.")
-    parts = []
-    for hedge in settings.hedges:
-        frame = data.hedges.filter(pl.col("hedge") == hedge.name)
-        if frame.is_empty():
-            parts.append(_empty(f"{hedge.name}: no metrics yet."))
-            continue
-        parts.append(
-            _line_chart(
-                f"{hedge.name}: correlation of the signed legs (a working hedge is negative)",
-                frame,
-                "correlation",
-                _rules_for(settings, "correlation", hedge.name),
-                data.events.filter(pl.col("subject") == hedge.name),
-                "correlation",
-            )
-        )
-    return "\n".join(parts)
+    return _metric_charts(
+        settings,
+        data,
+        data.hedges.rename({"hedge": "subject"}),
+        [h.name for h in settings.hedges],
+        "correlation",
+        "{}: correlation of the signed legs (a working hedge is negative)",
+        "correlation",
+        "No hedge metrics yet.",
+    )
 
 
 def _stress_charts(settings: Settings, data: ReportData) -> str:
     if not settings.baskets:
         return _empty("No baskets configured.")
-    if data.baskets.is_empty():
-        return _empty("No market stress metrics yet.")
+    return _metric_charts(
+        settings,
+        data,
+        data.baskets.rename({"basket": "subject"}),
+        [b.name for b in settings.baskets],
+        "avg_corr",
+        "{}: average pairwise correlation",
+        "average correlation",
+        "No market stress metrics yet.",
+    )
+
+
+def _metric_charts(
+    settings: Settings,
+    data: ReportData,
+    metrics: pl.DataFrame,
+    subjects: list[str],
+    column: str,
+    title: str,
+    y_title: str,
+    nothing_yet: str,
+) -> str:
+    """One line chart of `column` per subject, with its rules' thresholds and alert markers."""
+    if metrics.is_empty():
+        return _empty(nothing_yet)
     parts = []
-    for basket in settings.baskets:
-        frame = data.baskets.filter(pl.col("basket") == basket.name)
+    for subject in subjects:
+        frame = metrics.filter(pl.col("subject") == subject)
         if frame.is_empty():
-            parts.append(_empty(f"{basket.name}: no metrics yet."))
+            parts.append(_empty(f"{subject}: no metrics yet."))
             continue
         parts.append(
             _line_chart(
-                f"{basket.name}: average pairwise correlation",
+                title.format(subject),
                 frame,
-                "avg_corr",
-                _rules_for(settings, "avg_corr", basket.name),
-                data.events.filter(pl.col("subject") == basket.name),
-                "average correlation",
+                column,
+                _rules_for(settings, column, subject),
+                data.events.filter(pl.col("subject") == subject),
+                y_title,
             )
         )
     return "\n".join(parts)
