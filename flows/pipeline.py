@@ -517,10 +517,6 @@ _STATE_COLUMNS = (
 )
 
 
-def load_states(store: Store) -> dict[tuple[str, str], AlertState]:
-    return load_states_with_times(store)[0]
-
-
 def load_states_with_times(
     store: Store,
 ) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:

@@ -63,6 +63,12 @@ def split_statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+def _bind(statement: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The parameters a statement names (DuckDB refuses extra ones), or None."""
+    used = set(_PARAM.findall(statement))
+    return {k: v for k, v in (params or {}).items() if k in used} or None
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     return any(marker in str(exc) for marker in _LOCK_MARKERS)
 
@@ -149,18 +155,12 @@ class Store:
             self._execute(statement, params)
 
     def _execute(self, statement: str, params: Mapping[str, Any] | None) -> None:
-        used = set(_PARAM.findall(statement))
-        bound = {k: v for k, v in (params or {}).items() if k in used}
-        self.con.execute(statement, bound or None).fetchall()
+        self.con.execute(statement, _bind(statement, params)).fetchall()
 
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
-        statements = split_statements(load_sql(name))
-        *setup, last = statements
-        for statement in setup:
-            self._execute(statement, params)
-        used = set(_PARAM.findall(last))
-        bound = {k: v for k, v in (params or {}).items() if k in used}
-        return self.con.sql(last, params=bound or None).pl()
+        """The rows of the one-statement query in `sql/<name>.sql`."""
+        (statement,) = split_statements(load_sql(name))
+        return self.con.sql(statement, params=_bind(statement, params)).pl()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -1,10 +1,7 @@
 -- Closes of the configured instruments from $since on, labelled with the config's instrument id.
-WITH wanted AS (
-    SELECT * FROM instruments_staged
-)
 SELECT w.instrument, c.open_time, c.close
 FROM candles AS c
-JOIN wanted AS w
+JOIN instruments_staged AS w
   ON c.venue = w.venue AND c.market = w.market AND c.symbol = w.symbol AND c.interval = w.interval
 WHERE c.open_time >= $since
 ORDER BY w.instrument, c.open_time;

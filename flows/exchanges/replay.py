@@ -206,10 +206,6 @@ class ReplayExchange:
         with self._lock:
             self._faults.append(fault)
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     def statuses(self, path_prefix: str = "/") -> list[int]:
         """HTTP statuses answered so far for paths under `path_prefix`, in order."""
         with self._lock:
