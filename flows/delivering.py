@@ -33,7 +33,7 @@ from alerts.delivery import (
     deliver,
     write_file_rendering,
 )
-from alerts.render import ChannelKind, Rendered, render
+from alerts.render import ChannelKind, render
 from alerts.rules import Rule
 from alerts.state import AlertEvent, pipeline_failure_event
 from flows.pipeline import load_events, plan_outbox, queue, save_events
@@ -67,15 +67,6 @@ def channel_kind(channel: Channel) -> ChannelKind:
     if isinstance(channel, WebhookChannel):
         return "webhook"
     return "file"
-
-
-def render_for(channel: Channel, events: list[AlertEvent], settings: Settings) -> Rendered:
-    return render(
-        events,
-        channel_kind(channel),
-        template_dir=settings.alerts.template_dir,
-        context={"title": "hedgewatch"},
-    )
 
 
 def pending_deliveries(store: Store) -> list[Pending]:
@@ -171,20 +162,25 @@ def _send_with_retries(
     return error, attempts
 
 
-def send(item: Pending, channel: Channel, settings: Settings) -> None:
+def send(item: Pending, channel: Channel, settings: Settings, title: str = "hedgewatch") -> None:
+    """Render `item` for `channel` and send it; raises DeliveryError."""
+    context = {"title": title}
     if isinstance(channel, FileChannel):
         # The file outbox keeps every rendering, to be read as each channel would show it.
         kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")
         for kind in kinds:
             rendered = render(
-                item.events,
-                kind,
-                template_dir=settings.alerts.template_dir,
-                context={"title": "hedgewatch"},
+                item.events, kind, template_dir=settings.alerts.template_dir, context=context
             )
             write_file_rendering(rendered, channel, item.key, kind)
     else:
-        deliver(render_for(channel, item.events, settings), channel, idempotency_key=item.key)
+        rendered = render(
+            item.events,
+            channel_kind(channel),
+            template_dir=settings.alerts.template_dir,
+            context=context,
+        )
+        deliver(rendered, channel, idempotency_key=item.key)
 
 
 def queue_events(

@@ -16,10 +16,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from alerts.delivery import DeliveryError, FileChannel, deliver, write_file_rendering
-from alerts.render import ChannelKind, render
+from alerts.delivery import DeliveryError
 from alerts.state import AlertEvent, pipeline_failure_event
-from flows.delivering import channel_kind, notify_pipeline_failure
+from flows.delivering import Pending, notify_pipeline_failure, send
 from flows.settings import ConfigError, Settings, load_settings, utc_now
 from flows.store import StoreError
 
@@ -41,26 +40,12 @@ def failure_channels(settings: Settings) -> list[str]:
 def send_directly(settings: Settings, event: AlertEvent) -> FailureReport:
     """Render and send `event` to the failure channels without the database; never raises."""
     report = FailureReport()
-    title = {"title": f"hedgewatch pipeline failure: {event.subject}"}
+    title = f"hedgewatch pipeline failure: {event.subject}"
     for name in failure_channels(settings):
         channel = settings.channels[name]
         key = f"{event.key}|{name}"
         try:
-            if isinstance(channel, FileChannel):
-                kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")
-                for kind in kinds:
-                    rendered = render(
-                        [event], kind, template_dir=settings.alerts.template_dir, context=title
-                    )
-                    write_file_rendering(rendered, channel, key, kind)
-            else:
-                rendered = render(
-                    [event],
-                    channel_kind(channel),
-                    template_dir=settings.alerts.template_dir,
-                    context=title,
-                )
-                deliver(rendered, channel, idempotency_key=key)
+            send(Pending(key, name, [event]), channel, settings, title=title)
         except DeliveryError as exc:
             report.failed[name] = str(exc)
             log.error("pipeline-failure alert to %s failed: %s", name, exc)
