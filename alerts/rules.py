@@ -41,6 +41,10 @@ RuleKind = Literal[
 ]
 Severity = Literal["info", "warning", "critical"]
 Direction = Literal["above", "below"]
+# How a value breached: past the fire threshold, past the baseline z, at or past critical_at, or
+# no data for long enough (a rule with `no_data = "alert"`).
+Arm = Literal["level", "z", "critical", "no_data"]
+NoDataPolicy = Literal["keep_state", "resolve", "alert"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 HEDGE_COLUMNS = (
@@ -153,8 +157,9 @@ def parse_window(window: str) -> int:
 class Rule(BaseModel):
     """One alert rule from the config file.
 
-    Direction "above" (`fire_above`, `clear_below`): fires when the watched value rises above
-    `fire_above` for `for_hours` hours and resolves only once it falls below `clear_below`;
+    Direction "above" (`fire_above`, `clear_below`): fires when the watched value is above
+    `fire_above` for `for_hours` consecutive hours (0 and 1: the first such hour) and resolves only
+    once it falls below `clear_below`;
     direction "below" (`fire_below`, `clear_above`) mirrors it. In between, the alert keeps its
     state (hysteresis). `critical_at` (beyond the fire threshold) escalates a firing alert to
     critical. `z_fire_above`/`z_clear_below` add a second way to breach: the `z_metric` column
@@ -186,6 +191,10 @@ class Rule(BaseModel):
     cooldown_hours: int = Field(default=6, ge=0)
     repeat_hours: int | None = Field(default=None, gt=0)
     min_obs: int = Field(default=12, gt=0)
+    # An hour without data (no row, a null, or fewer than min_obs): "keep_state" keeps a firing
+    # alert firing; "resolve" resolves it; "alert" fires after no_data_alert_after_hours hours.
+    no_data: NoDataPolicy = "keep_state"
+    no_data_alert_after_hours: int = Field(default=3, gt=0)
     severity: Severity = "warning"
     channels: list[str] = Field(default_factory=lambda: ["outbox"])
 
@@ -333,6 +342,30 @@ class Rule(BaseModel):
             return z < self.z_clear_below
         return True
 
+    def at_critical(self, value: float) -> bool:
+        """Is `value` at or past `critical_at`?"""
+        return self.critical_at is not None and (
+            value == self.critical_at or self.beyond(value, self.critical_at)
+        )
+
+    def arm(self, value: float, z: float | None = None) -> Arm:
+        """The arm a breaching value breaches on: critical before level before z."""
+        if self.at_critical(value):
+            return "critical"
+        if self.beyond(value, self.fire_threshold):
+            return "level"
+        return "z" if self.breaching(value, z) else "level"
+
+    def arm_threshold(self, arm: Arm) -> float:
+        """The threshold an arm crosses (the no-data arm's is its hours)."""
+        if arm == "critical" and self.critical_at is not None:
+            return float(self.critical_at)
+        if arm == "z" and self.z_fire_above is not None:
+            return float(self.z_fire_above)
+        if arm == "no_data":
+            return float(self.no_data_alert_after_hours)
+        return self.fire_threshold
+
     def severity_for(self, value: float) -> Severity:
         if self.critical_at is not None and (
             value == self.critical_at or self.beyond(value, self.critical_at)
@@ -426,6 +459,7 @@ def observe_rows(
     context_cols = [c for c in spec.context if c in frame.columns and c != metric]
     has_metric = metric in frame.columns
     has_z = z_col is not None and z_col in frame.columns
+    has_members = "members" in frame.columns
     window_hours = rule.window_hours
 
     def build(subject: str, at: datetime, row: dict[str, Any] | None) -> Observation:
@@ -442,6 +476,8 @@ def observe_rows(
         context: dict[str, Any] = {"rule_kind": rule.kind, "metric": metric, "window": rule.window}
         z = _finite(row.get(z_col)) if row is not None and has_z and z_col else None
         if not explain:
+            if has_members and row is not None:
+                context["members"] = _plain(row.get("members"))
             threshold = rule.fire_threshold
             return Observation(rule.name, subject, at, value, n_obs, threshold, context, z)
         if spec.source != "freshness":
@@ -457,6 +493,8 @@ def observe_rows(
             context["ci_low"], context["ci_high"] = ci_low, ci_high
         if rule.kind == "hedge_ratio_drift":
             context["drift"] = rule.drift
+        if has_members and row is not None:
+            context["members"] = _plain(row.get("members"))
         for col in context_cols:
             cell = row.get(col) if row is not None else None
             context[col] = _finite(cell) if isinstance(cell, float) else _plain(cell)
@@ -560,6 +598,10 @@ def _finite(value: Any, default: float | None = None) -> float | None:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, pl.Series):
+        value = value.to_list()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return value

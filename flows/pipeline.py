@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from alerts.inhibit import holdings, inhibit
 from alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
 from alerts.state import AlertEvent, AlertState, advance
 from flows.fetching import VenueFetch
@@ -313,6 +314,7 @@ def evaluate(
     stale_rules = [r for r in rules if r.kind == "data_staleness"]
     by_name = {rule.name: rule for rule in rules}
     states, evaluated_at = load_states_with_times(store)
+    firing_before = [key for key, state in states.items() if state.status == "firing"]
     events: list[AlertEvent] = []
     hedges = baskets = pl.DataFrame()
     if hours and metric_rules:
@@ -342,6 +344,13 @@ def evaluate(
             events.extend(new_events)
     if not hours and not events and not stale_rules:
         return EvaluateResult(hours=hours)
+    inhibit(
+        events,
+        by_name,
+        contains(settings),
+        firing=firing_before,
+        muted_episodes=muted_episodes(store),
+    )
     silenced, digests = plan_outbox(store, settings, events, by_name, run_id)
     with store.transaction():
         save_states(store, states, evaluated_at)
@@ -350,6 +359,25 @@ def evaluate(
         if hours:
             store.set_cursor(EVALUATED_THROUGH, hours[-1])
     return EvaluateResult(hours=hours, events=events, deliveries=[k for k, _, _ in digests])
+
+
+def contains(settings: Settings) -> dict[str, list[str]]:
+    """Each hedge's and basket's instruments (what data_staleness inhibition looks at)."""
+    return holdings(
+        ((h.name, [leg.instrument for leg in h.legs]) for h in settings.hedges),
+        ((b.name, list(b.members)) for b in settings.baskets),
+    )
+
+
+def muted_episodes(store: Store) -> list[tuple[str, str, int]]:
+    """(rule, subject, episode) of the firing alerts whose firing an inhibiting alert muted."""
+    rows = store.con.sql(
+        "SELECT e.rule, e.subject, e.episode FROM alert_events AS e JOIN alert_state AS s"
+        " ON s.rule = e.rule AND s.subject = e.subject AND s.episode = e.episode"
+        " WHERE s.status = 'firing' AND e.kind = 'firing'"
+        " AND json_extract_string(e.context, '$.muted_by') IS NOT NULL"
+    ).fetchall()
+    return [(rule, subject, int(episode)) for rule, subject, episode in rows]
 
 
 def floor_hour(ts: datetime) -> datetime:
@@ -469,9 +497,10 @@ def plan_outbox(
     rules: Mapping[str, Rule],
     run_id: str,
 ) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
-    """The events a silence holds back, and one digest per channel for the rest."""
+    """The events a silence or an inhibiting alert holds back, and one digest per channel for
+    the rest."""
     silences = active_silences(store, settings)
-    silenced = {e.key for e in events if is_silenced(e, silences)}
+    silenced = {e.key for e in events if e.context.get("muted_by") or is_silenced(e, silences)}
     return silenced, _digests([e for e in events if e.key not in silenced], rules, run_id)
 
 
@@ -514,6 +543,8 @@ _STATE_COLUMNS = (
     "severity",
     "no_data_since",
     "clearing_since",
+    "last_breach_at",
+    "arm",
 )
 
 

@@ -1,11 +1,16 @@
 -- Alert views: where every (rule, subject) stands, and the outbox.
 
--- One row per (rule, subject): its state, "no data" made visible, and any active silence.
+-- One row per (rule, subject): its state, "no data" made visible, the arm it fired on, whether an
+-- inhibiting alert muted it, and any active silence.
 CREATE OR REPLACE VIEW alert_status AS
 SELECT s.rule, s.subject, s.status,
        s.no_data_since IS NOT NULL AS no_data,
        s.no_data_since, s.severity, s.since, s.last_value, s.episode,
-       s.last_fired_at, s.last_resolved_at, s.evaluated_at,
+       s.last_fired_at, s.last_resolved_at, s.evaluated_at, s.arm,
+       -- while firing: the alert whose firing muted this one (inhibition), if any
+       (SELECT json_extract_string(e.context, '$.muted_by') FROM alert_events AS e
+         WHERE s.status = 'firing' AND e.rule = s.rule AND e.subject = s.subject
+           AND e.episode = s.episode AND e.kind = 'firing') AS muted_by,
        (SELECT max(x.until) FROM alert_silences AS x
          WHERE x.rule IN ('*', s.rule) AND x.subject IN ('*', s.subject) AND x.until > now())
            AS silenced_until

@@ -63,7 +63,7 @@ def test_for_zero_fires_on_the_first_breaching_hour() -> None:
 
 
 def test_pending_until_the_breach_has_held_for_hours() -> None:
-    trace, state, _ = run(make_rule(for_hours=2), [0.1, 0.1, 0.1, 0.1])
+    trace, state, _ = run(make_rule(for_hours=3), [0.1, 0.1, 0.1, 0.1])
     assert trace == [("pending", ""), ("pending", ""), ("firing", "firing"), ("firing", "")]
     assert (
         state is not None
@@ -74,13 +74,13 @@ def test_pending_until_the_breach_has_held_for_hours() -> None:
 
 def test_pending_drops_back_to_ok_silently_when_value_clears() -> None:
     trace, _, _ = run(make_rule(for_hours=2), [0.1, -0.5, 0.1, 0.1])
-    assert trace == [("pending", ""), ("ok", ""), ("pending", ""), ("pending", "")]
+    assert trace == [("pending", ""), ("ok", ""), ("pending", ""), ("firing", "firing")]
 
 
-def test_pending_holds_between_the_thresholds() -> None:
-    # -0.1 is below fire_above but above clear_below: the breach is not reset.
-    trace, _, _ = run(make_rule(for_hours=2), [0.1, -0.1, 0.1])
-    assert trace == [("pending", ""), ("pending", ""), ("firing", "firing")]
+def test_a_value_between_the_thresholds_breaks_the_breaching_run() -> None:
+    # -0.1 is below fire_above but above clear_below: not a breaching hour, so the run restarts.
+    trace, _, _ = run(make_rule(for_hours=2), [0.1, -0.1, 0.1, 0.1])
+    assert trace == [("pending", ""), ("ok", ""), ("pending", ""), ("firing", "firing")]
 
 
 def test_firing_holds_between_thresholds_and_resolves_once() -> None:
@@ -136,7 +136,7 @@ def test_no_repeat_without_repeat_hours() -> None:
     assert [e.kind for e in events] == ["firing"]
 
 
-@pytest.mark.parametrize("status_values", [[], [0.2], [0.2, -0.5], [0.1]])
+@pytest.mark.parametrize("status_values", [[], [0.2], [0.2, -0.5], [-0.1]])
 @pytest.mark.parametrize("gap", [(NO_DATA, 24), (0.9, 5), (-0.9, 5)])
 def test_no_data_hours_never_fire_nor_resolve(
     status_values: list[float | None], gap: tuple[float | None, int]
@@ -186,7 +186,13 @@ def test_advance_does_not_mutate_the_given_state() -> None:
 
 def test_events_carry_the_observation_context() -> None:
     _, _, [event] = run(make_rule(), [0.5])
-    assert event.context == {"window": "24h", "n_obs": 24, "direction": "above", "breach": "value"}
+    assert event.context == {
+        "window": "24h",
+        "n_obs": 24,
+        "direction": "above",
+        "breach": "value",
+        "arm": "level",
+    }
 
 
 def test_state_for_another_subject_is_refused() -> None:
