@@ -8,7 +8,7 @@ data_staleness rules see, for each hour, how old each series' newest candle was 
 
 from __future__ import annotations
 
-import math
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +18,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from alerts.rules import KINDS, Rule, observe_rows
+from alerts.inhibit import inhibit
+from alerts.rules import KINDS, Observation, Rule, observe_rows
+from alerts.scorecard import LabelledEvent, Peak, alert_json, peak_in, watches
 from alerts.state import AlertEvent, AlertState, advance
 from flows import pipeline
 from flows.settings import Settings
@@ -130,11 +132,27 @@ def freshness_history(
     return pl.concat(frames, how="vertical_relaxed").sort("open_time", "instrument")
 
 
-def run_backtest(
-    settings: Settings, start: datetime, end: datetime, database: Path | None = None
-) -> BacktestResult:
-    import time
+@dataclass
+class History:
+    """The metrics of a backtested range, computed once: rules only read them."""
 
+    settings: Settings
+    start: datetime
+    end: datetime
+    frames: dict[str, pl.DataFrame]
+    timings: dict[str, float] = field(default_factory=dict)
+    # Observations per rule (keyed by what observe_rows reads), shared by sweeps.
+    observations: dict[tuple[object, ...], list[Observation]] = field(default_factory=dict)
+
+    @property
+    def hours(self) -> int:
+        return int((self.end - self.start) / HOUR) + 1
+
+
+def compute_history(
+    settings: Settings, start: datetime, end: datetime, database: Path | None = None
+) -> History:
+    """Copy the candles into memory and compute every metric over [start, end] once."""
     if end <= start:
         raise ValueError("--to must be after --from")
     clock = time.perf_counter()
@@ -151,34 +169,141 @@ def run_backtest(
         timings["metrics"] = time.perf_counter() - clock
     finally:
         store.con.close()
-    clock = time.perf_counter()
     frames = {"hedge": hedges, "basket": baskets, "freshness": fresh}
-    events: list[AlertEvent] = []
-    no_data: Counter[str] = Counter()
-    subjects: dict[str, set[str]] = defaultdict(set)
-    for rule in settings.alerts.rules:
-        source = KINDS[rule.kind].source
-        frame = frames.get(source)
-        if frame is None or frame.is_empty():
-            continue
+    return History(settings, start, end, frames, timings)
+
+
+def _observation_key(rule: Rule) -> tuple[object, ...]:
+    """What `observe_rows` reads of a rule: rules equal in these see the same observations."""
+    z = rule.z_metric_name if rule.z_fire_above is not None else None
+    return (
+        rule.name,
+        rule.kind,
+        rule.watched_metric,
+        z,
+        rule.window,
+        rule.drift,
+        tuple(rule.subjects),
+    )
+
+
+def observations(history: History, rule: Rule) -> list[Observation]:
+    """The rule's observations over the history, in time order (cached on the history)."""
+    key = _observation_key(rule)
+    found = history.observations.get(key)
+    if found is not None:
+        return found
+    source = KINDS[rule.kind].source
+    frame = history.frames.get(source)
+    if frame is None or frame.is_empty():
+        found = []
+    else:
         if source != "freshness":
             frame = frame.filter(pl.col("window_hours") == rule.window_hours)
-        states: dict[str, AlertState] = {}
-        for obs in observe_rows(rule, frame.sort("open_time"), explain=False):
+        found = list(observe_rows(rule, frame.sort("open_time"), explain=False))
+    history.observations[key] = found
+    return found
+
+
+def walk(rule: Rule, obs: list[Observation]) -> list[AlertEvent]:
+    """The events of one rule's state machines over its observations."""
+    states: dict[str, AlertState] = {}
+    events: list[AlertEvent] = []
+    for one in obs:
+        state, new = advance(states.get(one.subject), one, rule)
+        states[one.subject] = state
+        if new:
+            events.extend(new)
+    return events
+
+
+def replay(
+    history: History, rules: list[Rule], walked: dict[str, list[AlertEvent]] | None = None
+) -> list[AlertEvent]:
+    """Every rule's events over the history, inhibition applied, in time order.
+
+    `walked` caches each rule's own events by name; pass the same dict to reuse the walks of
+    rules that did not change (a sweep changes a few rules at a time).
+    """
+    events: list[AlertEvent] = []
+    for rule in rules:
+        if not KINDS[rule.kind].source:
+            continue
+        key = repr(rule)
+        mine = walked.get(key) if walked is not None else None
+        if mine is None:
+            mine = walk(rule, observations(history, rule))
+            if walked is not None:
+                walked[key] = mine
+        events.extend(mine)
+    events.sort(key=lambda e: (e.ts, e.rule, e.subject, e.key))
+    # Inhibition writes into the events' context: work on copies so cached walks stay clean.
+    events = [_fresh(e) for e in events]
+    by_name = {rule.name: rule for rule in rules}
+    inhibit(events, by_name, pipeline.contains(history.settings))
+    return events
+
+
+def _fresh(event: AlertEvent) -> AlertEvent:
+    context = {k: v for k, v in event.context.items() if k != "muted_by"}
+    return AlertEvent(
+        rule=event.rule,
+        subject=event.subject,
+        ts=event.ts,
+        kind=event.kind,
+        value=event.value,
+        threshold=event.threshold,
+        severity=event.severity,
+        episode=event.episode,
+        context=context,
+    )
+
+
+def run_backtest(
+    settings: Settings, start: datetime, end: datetime, database: Path | None = None
+) -> BacktestResult:
+    history = compute_history(settings, start, end, database)
+    return backtest_history(history)
+
+
+def backtest_history(history: History, rules: list[Rule] | None = None) -> BacktestResult:
+    rules = history.settings.alerts.rules if rules is None else rules
+    clock = time.perf_counter()
+    events = replay(history, rules)
+    no_data: Counter[str] = Counter()
+    subjects: dict[str, set[str]] = defaultdict(set)
+    for rule in rules:
+        if not KINDS[rule.kind].source:
+            continue
+        for obs in observations(history, rule):
             subjects[rule.name].add(obs.subject)
             if obs.value is None or obs.n_obs < rule.min_obs:
                 no_data[rule.name] += 1
-            state, new = advance(states.get(obs.subject), obs, rule)
-            states[obs.subject] = state
-            events.extend(new)
-    events.sort(key=lambda e: (e.ts, e.rule, e.subject, e.key))
+    timings = dict(history.timings)
     timings["rules"] = time.perf_counter() - clock
-    hours = int((end - start) / HOUR) + 1
-    summaries = summarise(settings.alerts.rules, events, end, hours)
+    summaries = summarise(rules, events, history.end, history.hours)
     for summary in summaries:
         summary.subjects = len(subjects.get(summary.rule, ()))
         summary.no_data_hours = no_data.get(summary.rule, 0)
-    return BacktestResult(start, end, hours, events, summaries, timings)
+    return BacktestResult(history.start, history.end, history.hours, events, summaries, timings)
+
+
+def event_peaks(
+    history: History, rules: list[Rule], labelled: list[LabelledEvent]
+) -> dict[str, list[Peak]]:
+    """For each labelled event, the peak of every rule watching its subject."""
+    out: dict[str, list[Peak]] = {}
+    for event in labelled:
+        peaks = []
+        for rule in rules:
+            if not watches(rule, event):
+                continue
+            series = [o for o in observations(history, rule) if o.subject == event.subject]
+            peak = peak_in(rule, [o.ts for o in series], [o.value for o in series], event)
+            if peak is not None:
+                peaks.append(peak)
+        out[event.name] = peaks
+    return out
 
 
 def summarise(
@@ -212,14 +337,6 @@ def summarise(
 
 
 def event_rows(result: BacktestResult) -> Iterator[dict[str, object]]:
+    """Each event's numbers: the arm that fired and its threshold, z, window, n_obs, members."""
     for e in result.events:
-        yield {
-            "ts": e.ts.isoformat(),
-            "rule": e.rule,
-            "subject": e.subject,
-            "state": e.kind,
-            "value": None if not math.isfinite(e.value) else round(e.value, 6),
-            "threshold": e.threshold,
-            "severity": e.severity,
-            "episode": e.episode,
-        }
+        yield alert_json(e)

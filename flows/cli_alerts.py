@@ -14,8 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from alerts.scorecard import LabelledEvent, Scorecard
+    from alerts.state import AlertEvent
+    from flows.backtest import BacktestResult, History
     from flows.settings import Settings
     from flows.store import Store
+    from flows.sweep import Axis
 
 from flows.cli import DEFAULT_CONFIG, ConfigOption, _settings, app, fail, format_rows
 from flows.cli import OutputFormat as QueryFormat
@@ -202,6 +206,7 @@ def test_channel(
 class BacktestFormat(StrEnum):
     table = "table"
     jsonl = "jsonl"
+    json = "json"
 
 
 @app.command()
@@ -213,44 +218,174 @@ def backtest(
         Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
     ] = None,
     fmt: Annotated[BacktestFormat, typer.Option("--format", "-f")] = BacktestFormat.table,
+    events_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--events",
+            help="Labelled events (TOML or CSV): print the scorecard — per event the lag of "
+            "the first alert, per month the pages outside event windows.",
+        ),
+    ] = None,
+    within: Annotated[
+        float, typer.Option("--within", help="Caught means alerted within this many hours.")
+    ] = 6.0,
+    only_rules: Annotated[
+        list[str] | None,
+        typer.Option("--rule", help="Score only this rule's alerts (repeatable)."),
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="A grid axis RULE.FIELD=V1,V2,... or a TOML grid file (repeatable; needs "
+            "--events): one scorecard line per combination.",
+        ),
+    ] = None,
 ) -> None:
     """Replay stored history hour by hour through the metrics, rules and state machine.
 
     Nothing is sent and the database is only read. Prints every alert event, then a summary
-    per rule: episodes, hours firing, notifications per month.
+    per rule: episodes, hours firing, notifications per month. With --events, prints the
+    scorecard against labelled events instead of the event list; with --sweep, the trade-off
+    table of a grid of rule parameters.
     """
-    from flows.backtest import event_rows, run_backtest
+    from alerts.scorecard import EventsFileError, parse_events
+    from flows.backtest import backtest_history, compute_history
     from flows.store import StoreBusy, StoreError
+    from flows.sweep import GridError, check_axes, parse_sweep
 
     settings = _settings(config)
     first = parse_time(start, "--from")
     last = parse_time(end, "--to")
     if last <= first:
         raise fail("--to must be after --from", 2)
+    labelled = None
+    if events_file is not None:
+        try:
+            text = events_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"--events {events_file}: cannot read: {exc}", 2) from None
+        try:
+            labelled = parse_events(text, "csv" if events_file.suffix.lower() == ".csv" else "toml")
+        except EventsFileError as exc:
+            raise fail(f"--events {events_file}: {exc}", 2) from None
+    names = {r.name for r in settings.alerts.rules}
+    unknown = sorted(set(only_rules or ()) - names)
+    if unknown:
+        raise fail(f"--rule: no rule named {', '.join(map(repr, unknown))}", 2)
+    axes = []
+    if sweep:
+        if labelled is None:
+            raise fail("--sweep needs --events (the labelled events to score against)", 2)
+        try:
+            axes = parse_sweep(sweep)
+            check_axes(axes, settings.alerts.rules)
+        except GridError as exc:
+            raise fail(str(exc), 2) from None
     try:
-        result = run_backtest(settings, first, last, database)
+        history = compute_history(settings, first, last, database)
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
+    if axes:
+        assert labelled is not None
+        _print_sweep(history, labelled, axes, within, only_rules, fmt)
+        return
+    result = backtest_history(history)
+    card = None
+    if labelled is not None:
+        card = _scorecard(history, result.events, labelled, within, only_rules)
+    if fmt is BacktestFormat.json:
+        from alerts.scorecard import scorecard_json
+        from flows.backtest import event_rows
+
+        document: dict[str, object] = {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "hours": result.hours,
+            "events": list(event_rows(result)),
+            "summaries": [s.__dict__ for s in result.summaries],
+        }
+        if card is not None:
+            document["scorecard"] = scorecard_json(card)
+        document["timings"] = {k: round(v, 3) for k, v in result.timings.items()}
+        typer.echo(json.dumps(document, indent=2))
+        return
     if fmt is BacktestFormat.jsonl:
+        from flows.backtest import event_rows
+
         for row in event_rows(result):
             typer.echo(json.dumps({"type": "event", **row}))
         for s in result.summaries:
             typer.echo(json.dumps({"type": "summary", **s.__dict__}))
+        if card is not None:
+            from alerts.scorecard import scorecard_json
+
+            typer.echo(json.dumps({"type": "scorecard", **scorecard_json(card)}))
         return
+    _print_backtest(result, first, last, show_events=card is None)
+    if card is not None:
+        _print_scorecard(card)
+
+
+def _scorecard(
+    history: History,
+    events: list[AlertEvent],
+    labelled: list[LabelledEvent],
+    within: float,
+    only_rules: list[str] | None,
+) -> Scorecard:
+    from alerts.scorecard import score
+    from flows.backtest import event_peaks
+
+    rules = history.settings.alerts.rules
+    if only_rules:
+        rules = [r for r in rules if r.name in set(only_rules)]
+        events = [e for e in events if e.rule in set(only_rules)]
+    peaks = event_peaks(history, rules, labelled)
+    return score(
+        labelled, events, rules, history.start, history.end, within_hours=within, peaks=peaks
+    )
+
+
+def _print_backtest(
+    result: BacktestResult, first: datetime, last: datetime, *, show_events: bool
+) -> None:
+    from flows.backtest import event_rows
+
     rows = [
-        (r["ts"], r["rule"], r["subject"], r["state"], r["value"], r["threshold"], r["severity"])
+        (
+            r["ts"],
+            r["rule"],
+            r["subject"],
+            r["state"],
+            r["value"],
+            r["arm"],
+            r["threshold"],
+            r["severity"],
+            r.get("muted_by") or "",
+        )
         for r in event_rows(result)
     ]
     typer.echo(
         f"backtest {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M} UTC: {result.hours} hours, "
         f"{len(result.events)} alert events"
     )
-    if rows:
+    if rows and show_events:
         typer.echo(
             format_rows(
-                ["ts", "rule", "subject", "state", "value", "threshold", "severity"],
+                [
+                    "ts",
+                    "rule",
+                    "subject",
+                    "state",
+                    "value",
+                    "arm",
+                    "threshold",
+                    "severity",
+                    "muted by",
+                ],
                 rows,
                 QueryFormat.table,
             ),
@@ -288,4 +423,147 @@ def backtest(
     )
     typer.echo(
         "took " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
+    )
+
+
+def _print_scorecard(card: Scorecard) -> None:
+    rows = []
+    for s in card.events:
+        first = s.first
+        peak = s.peaks[0] if s.peaks else None
+        if first is not None:
+            peak = next((p for p in s.peaks if p.rule == first.rule), peak)
+        rows.append(
+            (
+                s.event.name,
+                s.event.kind,
+                s.event.subject,
+                f"{s.event.starts:%Y-%m-%d %H:%M}",
+                "yes" if s.alerted else "no",
+                f"{first.ts:%Y-%m-%d %H:%M}" if first is not None else "",
+                f"{first.rule} ({first.context.get('arm') or '-'})" if first is not None else "",
+                f"{s.lag_hours:+.0f}" if s.lag_hours is not None else "",
+                "yes" if s.caught else "no",
+                f"{peak.rule} {peak.value:.3f} at {peak.ts:%m-%d %H:%M}" if peak else "",
+            )
+        )
+    typer.echo("")
+    typer.echo(
+        format_rows(
+            [
+                "event",
+                "kind",
+                "subject",
+                "onset",
+                "alerted",
+                "first alert",
+                "rule (arm)",
+                "lag h",
+                f"≤{card.within_hours:g} h",
+                "peak",
+            ],
+            rows,
+            QueryFormat.table,
+        ),
+        nl=False,
+    )
+    months = [
+        (
+            m.month,
+            "calm" if m.calm else "event",
+            m.pages,
+            m.pages_in_events,
+            ", ".join(f"{rule} {n}" for rule, n in sorted(m.by_rule.items())),
+        )
+        for m in card.months
+    ]
+    typer.echo("")
+    typer.echo(
+        format_rows(
+            ["month", "month is", "pages outside events", "pages in events", "by rule"],
+            months,
+            QueryFormat.table,
+        ),
+        nl=False,
+    )
+    worst = card.max_calm_month
+    per_calm = card.pages_per_calm_month
+    typer.echo(
+        f"events: {card.alerted}/{len(card.events)} alerted, {card.caught}/{len(card.events)} "
+        f"within {card.within_hours:g} h; calm months: {len(card.calm)}, "
+        + (
+            f"{per_calm:.2f} pages per calm month, max {worst.pages} ({worst.month})"
+            if per_calm is not None and worst is not None
+            else "none in range"
+        )
+    )
+
+
+def _print_sweep(
+    history: History,
+    labelled: list[LabelledEvent],
+    axes: list[Axis],
+    within: float,
+    only_rules: list[str] | None,
+    fmt: BacktestFormat,
+) -> None:
+    from flows.sweep import run_sweep
+
+    rows, seconds = run_sweep(
+        history,
+        labelled,
+        axes,
+        within_hours=within,
+        only_rules=set(only_rules) if only_rules else None,
+    )
+    dicts = [row.as_dict() for row in rows]
+    if fmt is not BacktestFormat.table:
+        if fmt is BacktestFormat.json:
+            typer.echo(json.dumps({"sweep": dicts, "seconds": round(seconds, 3)}, indent=2))
+        else:
+            for row in dicts:
+                typer.echo(json.dumps({"type": "sweep", **row}))
+        return
+    labels = [axis.label for axis in axes]
+    table = []
+    for point, d in zip(rows, dicts, strict=True):
+        params = [d[label] for label in labels]
+        if point.card is None:
+            table.append((*params, "invalid", "", "", "", "", point.error or ""))
+            continue
+        n = d["events"]
+        table.append(
+            (
+                *params,
+                f"{d['caught']}/{n}",
+                f"{d['alerted']}/{n}",
+                "" if d["median_lag_hours"] is None else f"{d['median_lag_hours']:+.0f}",
+                "" if d["pages_per_calm_month"] is None else f"{d['pages_per_calm_month']:.2f}",
+                ""
+                if d["max_calm_month"] is None
+                else f"{d['max_calm_month_pages']} ({d['max_calm_month']})",
+                d["pages_outside_events"],
+            )
+        )
+    typer.echo(
+        format_rows(
+            [
+                *labels,
+                f"caught ≤{within:g} h",
+                "alerted",
+                "median lag h",
+                "pages/calm month",
+                "max calm month",
+                "pages outside events",
+            ],
+            table,
+            QueryFormat.table,
+        ),
+        nl=False,
+    )
+    typer.echo(
+        f"{len(rows)} grid points over {history.hours} hours in {seconds:.1f} s "
+        f"(metrics computed once: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in history.timings.items())
+        + ")"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -41,7 +42,7 @@ def backtest(database: Path, *extra: str) -> list[dict[str, object]]:
         ],
     )
     assert result.exit_code == 0, result.output
-    if "--format" in extra:
+    if "jsonl" in extra:
         return [json.loads(line) for line in result.output.splitlines()]
     return [{"text": result.output}]
 
@@ -106,3 +107,129 @@ def test_benchmark_config_uses_the_example_rules() -> None:
     assert bench["alerts"]["rules"] == example["alerts"]["rules"]
     assert bench["metrics"] == example["metrics"]
     assert len(bench["instruments"]) == 20
+
+
+EVENTS = """
+[[events]]
+name = "LUNA/UST collapse"
+kind = "market"
+subject = "majors"
+onset = 2022-05-09T00:00:00Z
+
+[[events]]
+name = "LUNA hedge breaks"
+kind = "hedge"
+subject = "luna-vs-btc-perp"
+window = "2022-05-09..2022-05-13"
+"""
+
+
+def test_scorecard_against_labelled_events(history: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.toml"
+    events.write_text(EVENTS, encoding="utf-8")
+    [out] = backtest(history, "--events", str(events), "--format", "json")
+    doc = json.loads(str(out["text"]))
+    card = doc["scorecard"]
+    luna, hedge = card["events"]
+    # The correlation spike fires on 2022-05-10 22:00 (the 24h window is slow): lag 46 h.
+    first = luna["first_alert"]
+    assert luna["alerted"] and first["rule"] in {"correlation-spike", "absorption-spike"}
+    assert (
+        luna["lag_hours"]
+        == (
+            datetime.fromisoformat(first["ts"]) - datetime.fromisoformat(luna["onset"])
+        ).total_seconds()
+        / 3600
+    )
+    assert not luna["caught"] and luna["lag_hours"] > 6
+    assert first["arm"] in {"level", "z", "critical"} and first["n_obs"] >= 12
+    assert first["window"] == "24h"
+    assert {p["rule"] for p in luna["peaks"]} >= {"correlation-spike"}
+    assert hedge["alerted"] and hedge["first_alert"]["subject"] == "luna-vs-btc-perp"
+    # May 2022 holds both windows: an event month; the range has no calm month.
+    assert [(m["month"], m["calm"]) for m in card["months"]] == [("2022-05", False)]
+    assert card["totals"]["calm_months"] == 0 and card["totals"]["pages_per_calm_month"] is None
+    # Every event's threshold is its arm's: a z breach shows the z threshold, not the level.
+    rules = {r["rule"]: r for r in doc["events"] if r["state"] == "firing"}
+    for row in doc["events"]:
+        if row["arm"] == "z":
+            assert row["threshold"] > 0 and row["z"] is not None and row["z"] > row["threshold"]
+    assert rules
+    # The table names each event, its lag and the calm-month totals.
+    [out] = backtest(history, "--events", str(events), "--within", "48")
+    text = str(out["text"])
+    assert "LUNA/UST collapse" in text and "+46" in text and "2/2 within 48 h" in text
+
+
+def test_sweep_scores_each_grid_point(history: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "name,kind,subject,onset\nLUNA,market,majors,2022-05-09T00:00Z\n", encoding="utf-8"
+    )
+    [out] = backtest(
+        history,
+        "--events",
+        str(events),
+        "--rule",
+        "correlation-spike",
+        "--sweep",
+        "correlation-spike.fire_above=0.8,0.93,0.95,0.99",
+        "--sweep",
+        "correlation-spike.for_hours=1,2",
+        "--format",
+        "json",
+    )
+    rows = json.loads(str(out["text"]))["sweep"]
+    assert [
+        (r["correlation-spike.fire_above"], r["correlation-spike.for_hours"]) for r in rows
+    ] == [
+        (0.8, 1),
+        (0.8, 2),
+        (0.93, 1),
+        (0.93, 2),
+        (0.95, 1),
+        (0.95, 2),
+        (0.99, 1),
+        (0.99, 2),
+    ]
+    by = {(r["correlation-spike.fire_above"], r["correlation-spike.for_hours"]): r for r in rows}
+    # Impossible rules are reported, not scored: 0.8 is below clear_below (0.88), 0.99 beyond
+    # critical_at (0.96).
+    assert "clear_below" in by[(0.8, 1)]["error"] and "critical_at" in by[(0.99, 2)]["error"]
+    # A higher threshold never alerts sooner; a longer for_hours neither.
+    assert by[(0.93, 1)]["alerted"] == by[(0.95, 1)]["alerted"] == 1
+    assert by[(0.93, 1)]["median_lag_hours"] <= by[(0.95, 1)]["median_lag_hours"]
+    assert by[(0.93, 1)]["median_lag_hours"] < by[(0.93, 2)]["median_lag_hours"]
+    # The config's own values (0.93, 2) give the plain scorecard's lag.
+    [plain] = backtest(
+        history, "--events", str(events), "--rule", "correlation-spike", "-f", "json"
+    )
+    [luna] = json.loads(str(plain["text"]))["scorecard"]["events"]
+    assert luna["lag_hours"] == by[(0.93, 2)]["median_lag_hours"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sweep", "correlation-spike.fire_above=0.9"], "needs --events"),
+        (["--events", "missing.toml"], "cannot read"),
+        (["--rule", "nope"], "no rule named"),
+    ],
+)
+def test_scorecard_usage_errors_exit_2(history: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "backtest",
+            "--from",
+            "2022-05-01",
+            "--to",
+            "2022-05-02",
+            "-c",
+            str(example_config()),
+            "-d",
+            str(history),
+            *args,
+        ],
+    )
+    assert result.exit_code == 2 and message in result.output, result.output
