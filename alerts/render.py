@@ -230,14 +230,25 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
     extras = [(k, ctx[k]) for k in _EXTRA_NUMBERS if isinstance(ctx.get(k), int | float)]
     if isinstance(ctx.get("z"), int | float):
         extras = [(ctx.get("z_metric") or "z", ctx["z"])] + [e for e in extras if e[0] != "z"]
+    metric, value = ctx.get("metric", "value"), event.value
+    arm = ctx.get("arm")
+    if arm == "z" and event.kind != "resolved" and isinstance(ctx.get("z"), int | float):
+        # The baseline test fired: its z crossed the threshold; the level goes to the extras.
+        z_name = ctx.get("z_metric") or "z"
+        extras = [(metric, event.value)] + [e for e in extras if e[0] != z_name]
+        metric, value = f"{z_name} (baseline z)", ctx["z"]
+    elif arm == "no_data" and event.kind != "resolved":
+        metric, value = "hours without data", event.threshold
     return {
         "rule": event.rule,
         "subject": event.subject,
         "kind_name": event.kind,
         "kind": event.kind.upper(),
         "severity": event.severity,
-        "value": event.value,
+        "value": value,
         "threshold": event.threshold,
+        "arm": arm,
+        "muted_by": ctx.get("muted_by"),
         "comparison": opposite if event.kind == "resolved" else direction,
         "rule_kind": ctx.get("rule_kind", ""),
         "message": ctx.get("message"),
@@ -254,7 +265,7 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "market": ctx.get("market"),
         "symbol": ctx.get("symbol"),
         "last_open_time": ctx.get("last_open_time"),
-        "metric": ctx.get("metric", "value"),
+        "metric": metric,
         "window": ctx.get("window"),
         "n_obs": ctx.get("n_obs"),
         "ci_low": ctx.get("ci_low"),

@@ -187,3 +187,28 @@ def test_nothing_to_render_is_refused() -> None:
 
 def test_escape_mrkdwn_escapes_ampersand_first() -> None:
     assert escape_mrkdwn("<&>") == "&lt;&amp;&gt;"
+
+
+def test_a_z_breach_shows_the_z_against_its_threshold_and_the_level_beside_it() -> None:
+    context = {**HEDGE_CONTEXT, "arm": "z", "breach": "z", "z": 6.2, "z_metric": "break_z"}
+    ev = AlertEvent(
+        rule="decouple",
+        subject="btc-vs-btcdown",
+        ts=TS,
+        kind="firing",
+        value=-0.86,
+        threshold=5.0,
+        severity="warning",
+        episode=1,
+        context=context,
+    )
+    file_text = render([ev], "file").text
+    assert "- break_z (baseline z): +6.200 (above threshold +5.000, breached on the" in file_text
+    assert "- correlation: -0.860" in file_text
+    email_text = render([ev], "email").text
+    assert "break_z (baseline z) +6.200 above threshold +5.000" in email_text
+    assert "correlation -0.860" in email_text
+    payload = render([ev], "webhook").payload
+    assert isinstance(payload, dict)
+    [row] = payload["events"]
+    assert (row["value"], row["threshold"], row["arm"]) == (6.2, 5.0, "z")
