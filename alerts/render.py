@@ -272,11 +272,40 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "ci_high": ctx.get("ci_high"),
         "n_pairs": ctx.get("n_pairs"),
         "hedge": hedge,
+        "rebalance": _rebalance_view(ctx.get("rebalance")),
         "episode": event.episode,
         "hour": _utc_label(event.ts),
         "ts": event.ts.astimezone(UTC).isoformat(),
         "key": event.key,
     }
+
+
+def _rebalance_view(advice: Any) -> dict[str, Any] | None:
+    """The trade back to the min-variance ratio (from the hedge lab), with a one-line summary."""
+    if not isinstance(advice, Mapping) or advice.get("side") not in ("buy", "sell"):
+        return None
+    view = dict(advice)
+    removed = advice.get("variance_removed_pct")
+    instrument = advice.get("instrument", "of the hedge")
+    view["text"] = (
+        f"{advice['side']} {_amount(advice.get('units'))} {instrument}"
+        f" (notional {_amount(advice.get('notional'))}) to the min-variance ratio "
+        f"{_num(advice.get('target_ratio'))} (held {_num(advice.get('held_ratio'))}); est. cost "
+        f"{_amount(advice.get('cost'))} = fees {_amount(advice.get('fee'))} + slippage "
+        f"{_amount(advice.get('slippage'))} + funding to the next settlement "
+        f"{_amount(advice.get('funding'))}; removes {_pct(removed)} of the daily P&L variance "
+        f"(σ {_amount(advice.get('vol_before'))} → {_amount(advice.get('vol_after'))})"
+    )
+    return view
+
+
+def _amount(value: Any) -> str:
+    """Money and sizes: thousands separated, significant digits kept for small ones."""
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:,.4g}"
 
 
 def _json_view(view: dict[str, Any]) -> dict[str, Any]:

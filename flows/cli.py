@@ -249,7 +249,7 @@ def replay_serve(
 
 
 # Commands of each area live in their own module (flows/cli_*.py) and register on `app` on import.
-from flows import cli_alerts, cli_data, cli_ops  # noqa: E402, F401
+from flows import cli_alerts, cli_data, cli_hedges, cli_ops  # noqa: E402, F401
 
 
 def main() -> None:

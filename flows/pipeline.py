@@ -21,6 +21,7 @@ from alerts.inhibit import holdings, inhibit
 from alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
 from alerts.state import AlertEvent, AlertState, advance
 from flows.fetching import VenueFetch
+from flows.hedgelab import attach_rebalance
 from flows.settings import Settings
 from flows.store import Store
 from transforms.correlation import history_start, rolling_correlation_pairs
@@ -329,6 +330,7 @@ def evaluate(
                 evaluated_at[key] = hour
                 events.extend(new_events)
         attach_history(events, by_name, hedges, baskets, settings.alerts.sparkline_hours)
+        attach_rebalance(store, settings, events, by_name)
     for venue, now in sorted((venue_times or {}).items()):
         if now is None or not stale_rules:
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from flows.settings import Settings, utc_now
-from flows.store import connect
+from flows.store import Store, connect
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
 _EVENT_STYLE = {
@@ -41,6 +41,7 @@ class ReportData:
     status: pl.DataFrame
     events: pl.DataFrame
     last_run: tuple[Any, ...] | None
+    lab: list[Any] = field(default_factory=list)  # hedge lab backtests (or why not) per hedge
 
 
 def load_report_data(
@@ -80,6 +81,7 @@ def load_report_data(
         runs = con.execute(
             "SELECT started_at, status, as_of FROM runs ORDER BY started_at DESC LIMIT 1"
         ).fetchall()
+        lab = _lab_backtests(Store(con, database), settings, end, days)
     finally:
         con.close()
     return ReportData(
@@ -92,6 +94,7 @@ def load_report_data(
         status=status,
         events=events,
         last_run=runs[0] if runs else None,
+        lab=lab,
     )
 
 
@@ -110,6 +113,7 @@ def render_report(settings: Settings, data: ReportData) -> str:
         _section("Hedge status", _status_table(data.status)),
         _section("Correlation heatmaps per basket", _heatmaps(settings, data)),
         _section("Rolling correlation per hedge", _hedge_charts(settings, data)),
+        _section("Hedge lab: hedged vs unhedged P&L and the ratio path", _lab_charts(data)),
         _section("Market stress", _stress_charts(settings, data)),
         _section("Alert timeline", _alert_timeline(data)),
     ]
@@ -347,6 +351,113 @@ def _stress_charts(settings: Settings, data: ReportData) -> str:
         "average correlation",
         "No market stress metrics yet.",
     )
+
+
+def _lab_backtests(store: Store, settings: Settings, end: datetime | None, days: int) -> list[Any]:
+    """Each hedge's backtest over the report's `days` up to `end` (default: the last hour both
+    legs have a candle), or the reason there is none."""
+    from flows.hedgelab import LabError, backtest, last_hour
+
+    out: list[Any] = []
+    for hedge in settings.hedges:
+        last = end or last_hour(store, settings, hedge)
+        if last is None:
+            out.append(f"{hedge.name}: no stored candles of both legs yet.")
+            continue
+        try:
+            out.append(
+                backtest(
+                    store,
+                    settings,
+                    hedge.name,
+                    last - timedelta(days=days),
+                    last + timedelta(hours=1),
+                )
+            )
+        except LabError as exc:
+            out.append(f"{hedge.name}: {exc}")
+    return out
+
+
+def _lab_charts(data: ReportData) -> str:
+    """Per hedge: cumulative P&L of each policy against the unhedged position, and the held
+    ratio of each policy against the min-variance target."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if not data.lab:
+        return _empty("No hedges configured.")
+    parts = []
+    for result in data.lab:
+        if isinstance(result, str):
+            parts.append(_empty(result))
+            continue
+        first = result.simulations[0]
+        t0 = first.t0
+        x = _naive(result.times[t0:])
+        fig = make_subplots(
+            rows=2,
+            cols=1,
+            shared_xaxes=True,
+            vertical_spacing=0.08,
+            row_heights=[0.6, 0.4],
+            subplot_titles=("cumulative P&L, net of costs", "hedge ratio (hedge / base notional)"),
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=first.unhedged_pnl[t0:].cumsum().tolist(),
+                name="unhedged",
+                line={"color": "#7f7f7f", "width": 1.8},
+            ),
+            row=1,
+            col=1,
+        )
+        for n, (sim, metrics) in enumerate(zip(result.simulations, result.metrics, strict=True)):
+            color = _COLORS[n % len(_COLORS)]
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=sim.hedged_pnl[t0:].cumsum().tolist(),
+                    name=f"{metrics.policy} (effectiveness {metrics.effectiveness:+.0%}, "
+                    f"cost {metrics.cost:,.0f})",
+                    line={"color": color, "width": 1.6},
+                    legendgroup=metrics.policy,
+                ),
+                row=1,
+                col=1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[None if not math.isfinite(v) else v for v in sim.ratio[t0:]],
+                    name=f"{metrics.policy} ratio",
+                    line={"color": color, "width": 1.4},
+                    legendgroup=metrics.policy,
+                    showlegend=False,
+                ),
+                row=2,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[None if not math.isfinite(v) else v for v in first.target[t0:]],
+                name="min-variance target",
+                line={"color": "#d62728", "width": 1.2, "dash": "dot"},
+            ),
+            row=2,
+            col=1,
+        )
+        fig.update_layout(
+            title={"text": f"{html.escape(result.hedge)}: policies against the unhedged position"},
+            height=520,
+            margin={"l": 60, "r": 20, "t": 80, "b": 40},
+            legend={"orientation": "h", "y": -0.12},
+        )
+        fig.update_xaxes(title_text="hour (UTC)", row=2, col=1)
+        parts.append(_figure_html(fig))
+    return "\n".join(parts)
 
 
 def _metric_charts(

@@ -42,6 +42,13 @@ class StorageSettings(_Model):
     lock_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class FeeSettings(_Model):
+    """A fee schedule in basis points of traded notional (negative maker = a rebate)."""
+
+    maker_bps: float = Field(ge=-100, le=100)
+    taker_bps: float = Field(ge=-100, le=100)
+
+
 class VenueSettings(_Model):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     kind: Literal["binance", "bybit", "okx", "coinbase", "kraken", "ccxt"]
@@ -51,6 +58,8 @@ class VenueSettings(_Model):
     timeout_s: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=6, ge=1, le=10)
     enabled: bool = True
+    # What the hedge lab charges per trade on this venue; an instrument may override it.
+    fees: FeeSettings = FeeSettings(maker_bps=10.0, taker_bps=10.0)
 
     @model_validator(mode="after")
     def _ccxt_names_its_exchange(self) -> VenueSettings:
@@ -67,12 +76,27 @@ class InstrumentSettings(_Model):
     market: Market = "spot"
     symbol: str = Field(pattern=r"^[A-Za-z0-9_./-]+$")
     interval: Literal["1h"] = "1h"
+    fees: FeeSettings | None = None  # overrides the venue's schedule (e.g. perps vs spot)
 
 
 class LegSettings(_Model):
     instrument: str
     side: Literal["long", "short"]
     ratio: float = Field(default=1.0, gt=0)
+    # The size held, for the hedge lab and rebalance advice: units of the instrument, or a
+    # notional in its quote currency (not both).
+    units: float | None = Field(default=None, gt=0)
+    notional: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_size(self) -> LegSettings:
+        if self.units is not None and self.notional is not None:
+            raise ValueError("notional: give units or notional for a leg, not both")
+        return self
+
+    @property
+    def sized(self) -> bool:
+        return self.units is not None or self.notional is not None
 
 
 class HedgeSettings(_Model):
@@ -91,6 +115,58 @@ class HedgeSettings(_Model):
             held_ratio=hedge.ratio / base.ratio,
             base_units=base.ratio,
         )
+
+
+class ScenarioSettings(_Model):
+    """A stress scenario: a window [start, end) of stored history, optionally shocked."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    start: datetime
+    end: datetime
+    shock_corr: float = 0.0  # Fisher z added to the legs' correlation (> 0: toward +1)
+    vol_mult: float = Field(default=1.0, gt=0)
+    description: str = ""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScenarioSettings:
+        if self.end <= self.start:
+            raise ValueError("end: must be after start")
+        return self
+
+
+class HedgeLabSettings(_Model):
+    """The hedge lab's cost model and policies (`hedgewatch hedges backtest|stress`)."""
+
+    # Square-root impact: slippage = impact_coefficient * hourly vol * sqrt(trade / hour's volume).
+    impact_coefficient: float = Field(default=1.0, ge=0, le=10)
+    vol_hours: int = Field(default=24, ge=2, le=24 * 90)  # trailing hours of that volatility
+    liquidity: Literal["taker", "maker"] = "taker"  # which side of the fee schedule trades pay
+    window: str = "7d"  # of the rolling min-variance ratio the dynamic policies trade to
+    min_coverage: float = Field(default=0.75, gt=0, le=1)
+    cadence: str = "24h"  # the fixed-cadence policy's interval
+    band: float = Field(default=0.25, ge=0, le=10)  # the band policy: |held - target| / target
+    min_gap: str = "8h"  # the band policy's shortest time between two trades
+    notional: float = Field(default=100_000.0, gt=0)  # base-leg notional of a hedge without sizes
+    scenarios: list[ScenarioSettings] = []
+
+    @field_validator("window", "cadence", "min_gap")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        parse_window(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_scenarios(self) -> HedgeLabSettings:
+        names = [s.name for s in self.scenarios]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"scenarios: duplicate name {name!r}")
+        return self
 
 
 class BasketSettings(_Model):
@@ -240,6 +316,7 @@ class Settings(_Model):
     baskets: list[BasketSettings] = []
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertSettings = AlertSettings()
+    hedge_lab: HedgeLabSettings = HedgeLabSettings()
     channels: dict[str, Annotated[Channel, Field(discriminator="kind")]] = {}
     source: Path | None = Field(default=None, exclude=True)
 
@@ -329,6 +406,11 @@ class Settings(_Model):
 
     def venue(self, name: str) -> VenueSettings:
         return next(v for v in self.venues if v.name == name)
+
+    def fees(self, instrument_id: str) -> FeeSettings:
+        """The instrument's own fee schedule, else its venue's."""
+        inst = self.instrument(instrument_id)
+        return inst.fees or self.venue(inst.venue).fees
 
 
 def _unique(section: str, key: str, values: list[str]) -> None:

@@ -197,6 +197,8 @@ def markets(draw):  # type: ignore[no-untyped-def]
     hedge[rng.random(n) < gap] = np.nan
     base[0] = hedge[0] = np.nan  # a leading hour without both legs
     base[1], hedge[1] = 100.0, 20.0
+    if not (np.isfinite(base[-1]) and np.isfinite(hedge[-1])):
+        base[-1], hedge[-1] = 100.0, 20.0  # so a late start still has an hour to open on
     volume = rng.uniform(0, 5_000, n)
     volume[rng.random(n) < 0.1] = 0.0
     funding = np.where(rng.random(n) < 0.2, rng.normal(0, 1e-3, n), np.nan)
@@ -213,9 +215,10 @@ def markets(draw):  # type: ignore[no-untyped-def]
     st.integers(1, 10),
     st.sampled_from([1, -1]),
     st.floats(0.0, 2.0),
+    st.integers(0, 40),
 )
 def test_simulator_matches_the_reference_loop(
-    legs, kind, window, cadence, band, gap, hedge_side, held
+    legs, kind, window, cadence, band, gap, hedge_side, held, start
 ) -> None:  # type: ignore[no-untyped-def]
     base, hedge = legs
     book = HedgeBook("h", 1, hedge_side, base_units=3.0, held_ratio=held)
@@ -228,8 +231,9 @@ def test_simulator_matches_the_reference_loop(
         min_coverage=0.6,
     )
     model = costs(taker_bps=7.5, impact=0.8, perp=True, vol_hours=6)
-    (sim,) = run_policies(book, base, hedge, model, [policy])
-    ref = reference_run(book, base, hedge, model, policy)
+    start = min(start, len(base.close) - 4)
+    (sim,) = run_policies(book, base, hedge, model, [policy], start_at=start)
+    ref = reference_run(book, base, hedge, model, policy, start_at=start)
     assert sim.trades.hour.tolist() == ref["trade_hours"]
     np.testing.assert_allclose(sim.trades.fee, ref["fees"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sim.trades.slippage, ref["slippage"], rtol=1e-7, atol=1e-10)

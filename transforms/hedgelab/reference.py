@@ -16,13 +16,18 @@ from .simulate import HedgeBook, LegSeries, Policy
 
 
 def reference_run(
-    book: HedgeBook, base: LegSeries, hedge: LegSeries, costs: CostModel, policy: Policy
+    book: HedgeBook,
+    base: LegSeries,
+    hedge: LegSeries,
+    costs: CostModel,
+    policy: Policy,
+    start_at: int = 0,
 ) -> dict[str, FloatArray | list[int] | list[float]]:
     """hedged/unhedged P&L per hour, held ratio, target, trade hours, fees and slippage."""
     n = len(base.close)
     bc = [float(v) if math.isfinite(v) and v > 0 else math.nan for v in base.close]
     hc = [float(v) if math.isfinite(v) and v > 0 else math.nan for v in hedge.close]
-    t0 = next(t for t in range(n) if math.isfinite(bc[t]) and math.isfinite(hc[t]))
+    t0 = next(t for t in range(start_at, n) if math.isfinite(bc[t]) and math.isfinite(hc[t]))
     sign = book.base_side * book.hedge_side
     min_obs = policy.min_obs
 

@@ -139,8 +139,9 @@ class Market:
         return self._targets[key]
 
 
-def prepare(base: LegSeries, hedge: LegSeries, costs: CostModel) -> Market:
-    """Align both legs; raises ValueError when they never trade in the same hour."""
+def prepare(base: LegSeries, hedge: LegSeries, costs: CostModel, start_at: int = 0) -> Market:
+    """Align both legs; the hedge opens at the first hour >= `start_at` where both trade (the
+    hours before only feed the estimates). Raises ValueError when there is no such hour."""
     if len(base.close) != len(hedge.close):
         raise ValueError("base and hedge series must be on the same hourly grid")
     bc = np.asarray(base.close, dtype=np.float64)
@@ -148,6 +149,7 @@ def prepare(base: LegSeries, hedge: LegSeries, costs: CostModel) -> Market:
     bc = np.where(np.isfinite(bc) & (bc > 0), bc, np.nan)
     hc = np.where(np.isfinite(hc) & (hc > 0), hc, np.nan)
     tradeable = np.isfinite(bc) & np.isfinite(hc)
+    tradeable[: max(start_at, 0)] = False
     if not tradeable.any():
         raise ValueError("the two legs have no hour with a close on both")
     t0 = int(np.argmax(tradeable))
@@ -360,7 +362,8 @@ def run_policies(
     hedge: LegSeries,
     costs: CostModel,
     policies: Sequence[Policy],
+    start_at: int = 0,
 ) -> list[Simulation]:
     """Every policy on one hedge, sharing the aligned legs and the target estimates."""
-    market = prepare(base, hedge, costs)
+    market = prepare(base, hedge, costs, start_at)
     return [simulate(book, market, costs, p) for p in policies]
