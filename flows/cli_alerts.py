@@ -83,28 +83,28 @@ def list_alerts(
     config: ConfigOption = DEFAULT_CONFIG,
     fmt: Annotated[QueryFormat, typer.Option("--format", "-f")] = QueryFormat.table,
 ) -> None:
-    """Every (rule, subject) with its state — ok, pending, firing or no data — and silences."""
+    """Every (rule, subject) with its state — ok, pending, firing or no data — the arm it fired
+    on, the alert muting it (inhibition) and silences."""
     with _store(config, read_only=True) as (settings, store):
         columns = [
             "rule",
             "subject",
             "status",
             "severity",
+            "arm",
             "since",
             "last_value",
             "episode",
             "no_data_since",
             "evaluated_at",
+            "muted_by",
             "silenced_until",
         ]
         rows = store.con.execute(
-            "SELECT s.rule, s.subject,"
-            " CASE WHEN s.no_data_since IS NOT NULL THEN s.status || ' (no data)'"
-            " ELSE s.status END, s.severity, s.since, s.last_value, s.episode,"
-            " s.no_data_since, s.evaluated_at, max(x.until) AS silenced_until"
-            " FROM alert_state AS s LEFT JOIN alert_silences AS x"
-            "  ON x.rule IN ('*', s.rule) AND x.subject IN ('*', s.subject) AND x.until > now()"
-            " GROUP BY ALL ORDER BY s.rule, s.subject"
+            "SELECT rule, subject,"
+            " CASE WHEN no_data THEN status || ' (no data)' ELSE status END, severity, arm,"
+            " since, last_value, episode, no_data_since, evaluated_at, muted_by, silenced_until"
+            " FROM alert_status ORDER BY rule, subject"
         ).fetchall()
         silences = store.con.execute(
             "SELECT rule, subject, until, reason FROM alert_silences ORDER BY until"

@@ -162,3 +162,38 @@ def test_no_data_is_visible_and_staleness_follows_the_venue_clock(tmp_path: Path
     assert '"history": [null, null, null, null, null, 0.95]' in context
     assert len(result.deliveries) == 1  # one digest for the outbox channel
     assert again.events == [] and again.deliveries == []  # the same hour again changes nothing
+
+
+def test_staleness_mutes_the_baskets_holding_the_instrument(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    rows = baskets([0.5, 0.5, 0.95, 0.95, 0.5])
+    with Store.open(s.storage.database) as store:
+        store.upsert_candles(candles("BTCUSDT", range(0, 10)))
+        store.upsert_candles(candles("ETHUSDT", range(0, 4)))  # ETH stops after hour 3
+        with store.staged(b=rows.head(2)), store.transaction():
+            store.con.execute("INSERT INTO basket_metrics BY NAME SELECT * FROM b").fetchall()
+        venue_now = T0 + 10 * HOUR + timedelta(minutes=5)
+        first = pipeline.evaluate(store, s, "run-1", {"binance": venue_now})
+        assert ("stale", "ETH", "firing") in [(e.rule, e.subject, e.kind) for e in first.events]
+        # The next hours of metrics: the majors basket (which holds ETH) breaches at hour 2.
+        with store.staged(b=rows.slice(2, 2)), store.transaction():
+            store.con.execute("INSERT INTO basket_metrics BY NAME SELECT * FROM b").fetchall()
+        second = pipeline.evaluate(store, s, "run-2", {"binance": venue_now})
+        recorded = store.con.sql(
+            "SELECT rule, subject, kind, silenced, json_extract_string(context, '$.muted_by')"
+            " FROM alert_events WHERE rule = 'spike' ORDER BY ts"
+        ).fetchall()
+        status = store.con.sql(
+            "SELECT status, muted_by FROM alert_status WHERE rule = 'spike'"
+        ).fetchall()
+        # The basket comes back under its clear threshold: the resolve of a muted alert is muted.
+        with store.staged(b=rows.slice(4, 1)), store.transaction():
+            store.con.execute("INSERT INTO basket_metrics BY NAME SELECT * FROM b").fetchall()
+        third = pipeline.evaluate(store, s, "run-3", {"binance": venue_now})
+        resolved = store.con.sql(
+            "SELECT kind, silenced FROM alert_events WHERE rule = 'spike' AND kind = 'resolved'"
+        ).fetchall()
+    assert recorded == [("spike", "majors", "firing", True, "stale/ETH")]
+    assert status == [("firing", "stale/ETH")]
+    assert second.deliveries == []  # recorded, not sent
+    assert resolved == [("resolved", True)] and third.deliveries == []
