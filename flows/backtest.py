@@ -57,7 +57,7 @@ def history_needed(settings: Settings) -> timedelta:
     metrics = settings.metrics
     longest = max(metrics.window_hours)
     daily = timedelta(days=longest // 24 + 3) if metrics.daily_baskets else timedelta(0)
-    return HOUR * (longest + metrics.baseline_hours + 2) + daily
+    return HOUR * (longest + metrics.baseline_hours + 24 + 2) + daily
 
 
 def _memory_store(settings: Settings, database: Path, start: datetime, end: datetime) -> Store:

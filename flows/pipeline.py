@@ -151,10 +151,16 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
     # Baskets' z-scores read their baseline from the stored rows instead of recomputing them.
     spans = [longest] + [ANCHOR_HALFLIVES * h for h in m.ewma_halflife_hours]
     history_from = min(history_start(since, span) for span in spans) - HOUR
+    # Robust baselines (hedges against their own normal, basket stress) read the baseline hours
+    # before the day of `since`, each value needing a window of returns before it.
+    history_from = min(
+        history_from, _day(since) - timedelta(hours=m.baseline_hours + longest) - HOUR
+    )
     if daily:
         # Whole days only: the first daily return needs the previous day's last close.
         history_from = _day(history_from) - timedelta(days=1)
-    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours), since)
+    # A day's robust baselines read the baseline hours before that day's start.
+    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
     closes = store.closes(instruments_frame(settings), history_from)
     if closes.is_empty():
         return ComputeResult(since=since, through=None)
@@ -178,6 +184,7 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
                 baseline_hours=longest,
                 baseline_min_obs=m.min_obs(longest),
                 z=m.z,
+                normal_hours=m.baseline_hours,
             )
             for h in settings.hedges
         )
@@ -208,6 +215,7 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
                     baseline_hours=m.baseline_hours,
                     volatility_window_hours=longest,
                     baseline_history=_baseline_of(baseline, basket.name, window),
+                    coverage=m.min_coverage,
                 )
             baskets.append(frame)
     ewma = [

@@ -10,8 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from transforms._time import OPEN_TIME
+from transforms._time import OPEN_TIME, check_since, hour_index
 from transforms.correlation import check_window, pair_moments
+from transforms.market import robust_baseline, robust_z
 from transforms.significance import Z_95, fisher_ci_arrays, fisher_z_arrays
 
 HEDGE_COLUMNS = (
@@ -31,6 +32,9 @@ HEDGE_COLUMNS = (
     "break_z",
     "residual_vol",
     "rebalance",
+    "corr_z",
+    "effectiveness_drop",
+    "residual_vol_z",
 )
 
 
@@ -78,6 +82,7 @@ def hedge_metrics(
     baseline_hours: int | None = None,
     baseline_min_obs: int | None = None,
     z: float = Z_95,
+    normal_hours: int = 720,
 ) -> pl.DataFrame:
     """Rolling hedge metrics, one row per open_time of `wide` (>= since).
 
@@ -98,10 +103,25 @@ def hedge_metrics(
     - corr_baseline: correlation over `baseline_hours` (the longest configured window) at the same
       hour, and break_z the Fisher z statistic of correlation against it (null when this window is
       the baseline, or without one).
+    The hedge against its own normal: the median and MAD of its own series over the
+    `normal_hours` before the row's UTC day (refreshed daily; see `transforms.market`). `wide`
+    must reach that far before `since` for these:
+    - corr_z: rise of the correlation on the Fisher z scale, in the larger of its robust scale
+      and the window's sampling error 1/sqrt(n_obs - 3) (a near-perfect hedge's tiny scale alone
+      would make noise look like a break); positive = decoupling;
+    - effectiveness_drop: the normal (median) effectiveness minus this one: the share of the
+      position's variance the hedge no longer removes (0.3 = 30 points less than usual);
+    - residual_vol_z: robust z of log(residual_vol).
     Metrics are null when n_obs < min_obs or a variance they divide by is ~0.
     """
     check_window(window_hours, min_obs)
-    corr, n_obs, frame = _core(wide, spec, window_hours, min_obs, since)
+    since = check_since(since)
+    corr, n_obs, frame = _core(wide, spec, window_hours, min_obs, None)
+    normal = _against_normal(frame, normal_hours)
+    if since is not None:
+        keep = (frame[OPEN_TIME] >= since).to_numpy()
+        corr, n_obs, frame = corr[keep], n_obs[keep], frame.filter(pl.Series(keep))
+        normal = {name: values[keep] for name, values in normal.items()}
     lo, hi = fisher_ci_arrays(corr, n_obs, z)
     baseline = np.full(len(corr), np.nan)
     break_z = np.full(len(corr), np.nan)
@@ -117,10 +137,38 @@ def hedge_metrics(
         pl.Series("corr_ci_high", hi),
         pl.Series("corr_baseline", baseline),
         pl.Series("break_z", break_z),
+        *(pl.Series(name, values, dtype=pl.Float64) for name, values in normal.items()),
     ).select(
         pl.col(name).fill_nan(None) if frame.schema.get(name, pl.Float64) == pl.Float64 else name
         for name in HEDGE_COLUMNS
     )
+
+
+def _against_normal(frame: pl.DataFrame, normal_hours: int) -> dict[str, npt.NDArray[np.float64]]:
+    """corr_z, effectiveness_drop and residual_vol_z of `_core`'s rows (see hedge_metrics)."""
+    hours_s, _ = hour_index(frame[OPEN_TIME])
+    hours = hours_s.to_numpy().astype(np.int64)
+
+    def values(name: str) -> npt.NDArray[np.float64]:
+        return frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fisher = np.arctanh(np.clip(values("correlation"), -1.0 + 1e-9, 1.0 - 1e-9))
+        log_resid = np.log(values("residual_vol"))
+    log_resid[~np.isfinite(log_resid)] = np.nan
+    effectiveness = values("effectiveness")
+    n_obs = frame["n_obs"].to_numpy().astype(np.float64)
+    med, scale = robust_baseline(fisher, hours, normal_hours)
+    sampling = 1.0 / np.sqrt(np.maximum(n_obs - 3.0, 1.0))
+    eff_med, _ = robust_baseline(effectiveness, hours, normal_hours)
+    res_med, res_scale = robust_baseline(log_resid, hours, normal_hours)
+    return {
+        "corr_z": robust_z(
+            fisher, med, np.where(np.isnan(scale), np.nan, np.maximum(scale, sampling))
+        ),
+        "effectiveness_drop": eff_med - effectiveness,
+        "residual_vol_z": robust_z(log_resid, res_med, res_scale),
+    }
 
 
 def _core(

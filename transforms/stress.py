@@ -19,6 +19,7 @@ from transforms.correlation import (
     pair_moments,
     rolling_correlation_all,
 )
+from transforms.market import STRESS_COLUMNS, basket_stress, member_mask, robust_baseline, robust_z
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -34,6 +35,8 @@ BASKET_COLUMNS = (
     "avg_corr_baseline",
     "avg_corr_z",
     "absorption_z",
+    "corr_z",
+    *STRESS_COLUMNS,
 )
 # A trailing baseline needs this share of its hours to have a value.
 BASELINE_COVERAGE = 0.5
@@ -134,8 +137,14 @@ def basket_metrics(
     volatility_window_hours: int | None = None,
     step_hours: int = 1,
     baseline_history: pl.DataFrame | None = None,
+    coverage: float = 0.75,
 ) -> pl.DataFrame:
     """Basket stress per open_time of `wide` (>= since).
+
+    Every value of a row is computed on the row's member set (`members`, see
+    `transforms.market`): the members with at least min_obs hours in the window, when they are at
+    least `coverage` of the basket; otherwise the row has no data. Pairs with a member outside
+    the set do not count, so a member that stops trading cannot move avg_corr by itself.
 
     - avg_corr: mean Pearson correlation over the member pairs that have one (n_pairs of them);
       n_obs is the fewest pairwise-complete hours among those pairs (or among all when none);
@@ -145,7 +154,13 @@ def basket_metrics(
       variance of the equal-weight basket return in this window against
       `volatility_window_hours` (the longest configured window; no adjustment when None or equal);
     - avg_corr_baseline, avg_corr_z, absorption_z: trailing mean of avg_corr over the previous
-      `baseline_hours` hours, and z-scores of avg_corr and absorption_ratio against theirs.
+      `baseline_hours` hours, and z-scores of avg_corr and absorption_ratio against theirs;
+    - corr_z: robust z of avg_corr on the Fisher z scale (arctanh) against the median and MAD of
+      the `baseline_hours` before the row's UTC day (a bounded number's mean and standard deviation
+      are dragged by the very spikes the z should find);
+    - the stress columns of `transforms.market.basket_stress` (basket return, drawdown, realised
+      volatility, dispersion and their robust z), which read the returns of `wide` directly:
+      pass `wide` from `baseline_hours` plus a day and a window before `since` for them.
     `wide` must reach `baseline_hours` (plus a window) before `since` for the baseline columns.
     With daily rows (`to_daily`), pass step_hours=24 so the baseline counts days, not hours.
     `baseline_history` (open_time, avg_corr, absorption_ratio before `since`, e.g. as stored by an
@@ -160,7 +175,9 @@ def basket_metrics(
         start = since
     pc = rolling_correlation_all(wide, spec.members, window_hours, min_obs, since=start)
     corr = pc.corr
-    has = ~np.isnan(corr)
+    in_set = member_mask(wide, spec.members, window_hours, min_obs, coverage, since=start)
+    ia, ib = np.triu_indices(len(spec.members), 1)
+    has = ~np.isnan(corr) & in_set[:, ia] & in_set[:, ib]
     n_pairs = has.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.where(has, corr, 0.0).sum(axis=1) / n_pairs
@@ -171,7 +188,8 @@ def basket_metrics(
         np.where(has, counts, np.iinfo(np.int64).max).min(axis=1),
         counts.min(axis=1),
     )
-    absorption = absorption_ratio(pc.matrices(), spec.k)
+    # The absorption ratio needs the whole matrix: only rows where every member is in.
+    absorption = np.where(in_set.all(axis=1), absorption_ratio(pc.matrices(), spec.k), np.nan)
     adjusted = avg
     if volatility_window_hours is not None and volatility_window_hours != window_hours:
         delta = _variance_ratio(wide, spec, window_hours, volatility_window_hours, start) - 1.0
@@ -184,7 +202,9 @@ def basket_metrics(
     past_avg, past_abs = avg, absorption
     if baseline_history is not None and since is not None:
         earlier = utc_open_time(baseline_history, "baseline_history").filter(
-            pl.col(OPEN_TIME) < since, pl.col(OPEN_TIME) >= since - timedelta(hours=baseline_hours)
+            pl.col(OPEN_TIME) < since,
+            # The robust baseline of a day reads the baseline_hours before that day's start.
+            pl.col(OPEN_TIME) >= since - timedelta(hours=baseline_hours + 24),
         )
         past, _ = hour_index(earlier[OPEN_TIME])
         hours = np.concatenate([past.to_numpy().astype(np.int64), hours])
@@ -192,10 +212,17 @@ def basket_metrics(
         past_abs = np.concatenate([_floats(earlier["absorption_ratio"]), absorption])
     avg_base, avg_z = _baseline(past_avg, hours // step_hours, baseline_hours // step_hours)
     _, abs_z = _baseline(past_abs, hours // step_hours, baseline_hours // step_hours)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fisher = np.arctanh(np.clip(past_avg, -1.0 + 1e-9, 1.0 - 1e-9))
+    corr_med, corr_scale = robust_baseline(fisher, hours, baseline_hours)
+    corr_z = robust_z(fisher, corr_med, corr_scale)
+    if step_hours != 1:
+        corr_z = np.full(len(corr_z), np.nan)  # daily rows: too few values for a robust baseline
     new_rows = len(avg)
     avg_base, avg_z, abs_z = avg_base[-new_rows:], avg_z[-new_rows:], abs_z[-new_rows:]
+    corr_z = corr_z[-new_rows:]
     if new_rows == 0:
-        avg_base = avg_z = abs_z = np.zeros(0)
+        avg_base = avg_z = abs_z = corr_z = np.zeros(0)
     frame = pl.DataFrame(
         {
             "basket": pl.Series([spec.name] * len(avg), dtype=pl.Utf8),
@@ -209,12 +236,33 @@ def basket_metrics(
             "avg_corr_baseline": avg_base,
             "avg_corr_z": avg_z,
             "absorption_z": abs_z,
+            "corr_z": corr_z,
         },
-        schema_overrides={name: pl.Float64 for name in BASKET_COLUMNS[5:]},
-    ).with_columns(pl.col(name).fill_nan(None) for name in BASKET_COLUMNS[5:])
+        schema_overrides={name: pl.Float64 for name in _CORR_FLOATS},
+    ).with_columns(pl.col(name).fill_nan(None) for name in _CORR_FLOATS)
     if since is not None:
         frame = frame.filter(pl.col(OPEN_TIME) >= since)
-    return frame
+    if step_hours == 1:
+        stress = basket_stress(
+            wide,
+            spec.members,
+            window_hours,
+            min_obs,
+            since=since,
+            baseline_hours=baseline_hours,
+            coverage=coverage,
+        )
+        frame = frame.join(stress, on=OPEN_TIME, how="left")
+    else:
+        frame = frame.with_columns(
+            pl.lit(None, pl.Utf8).alias("members"),
+            pl.lit(None, pl.Int64).alias("n_members"),
+            *(pl.lit(None, pl.Float64).alias(name) for name in STRESS_COLUMNS[2:]),
+        )
+    return frame.select(BASKET_COLUMNS)
+
+
+_CORR_FLOATS = BASKET_COLUMNS[5 : BASKET_COLUMNS.index("corr_z") + 1]
 
 
 def _floats(series: pl.Series) -> FloatArray:

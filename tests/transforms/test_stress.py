@@ -78,7 +78,8 @@ def test_n_obs_is_the_smallest_count_among_pairs_with_a_value() -> None:
             "c": np.array([nan, nan, 1.0, 3.0, 2.0, 5.0]),
         }
     )
-    out = basket_metrics(wide, BasketSpec("b", ("a", "b", "c")), 6, 3)
+    # coverage 0.5: two of the three members are enough for a value.
+    out = basket_metrics(wide, BasketSpec("b", ("a", "b", "c")), 6, 3, coverage=0.5)
     # Before hour 4 only a-b has a value (from 3 hours on); with no value at all, n_obs falls
     # back to the weakest pair (a-c: 0 hours). Last window: a-b has 6 hours, a-c and b-c 4.
     assert out["n_pairs"].to_list() == [0, 0, 1, 1, 3, 3]
