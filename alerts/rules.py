@@ -9,8 +9,10 @@ A rule watches one metric column (by name, with a default per kind) of one frame
                       on `break_z`, the Fisher z of the rise);
 - hedge_ratio_drift   |hedge_metrics.ratio_drift|, or relative to the held ratio;
 - hedge_effectiveness hedge_metrics.effectiveness, firing when it drops (`fire_below`);
-- correlation_spike   basket_metrics.avg_corr (or absorption_ratio, avg_corr_z, absorption_z),
-                      optionally also on a baseline z (`z_fire_above` on `avg_corr_z`);
+- correlation_spike   basket_metrics.avg_corr (or absorption_ratio, avg_corr_z, absorption_z,
+                      corr_z), optionally also on a baseline z (`z_fire_above` on `avg_corr_z`);
+- market_stress       basket_metrics.drawdown_z (or vol_z, dispersion_z, basket_return, ...):
+                      the basket's fall from its high within the window, in typical moves;
 - data_staleness      freshness.age_hours per instrument (or missing_hours, fetch_errors);
 - pipeline_failure    no metric: events come from `pipeline_failure_event` when a run fails.
 
@@ -36,6 +38,7 @@ RuleKind = Literal[
     "hedge_ratio_drift",
     "hedge_effectiveness",
     "correlation_spike",
+    "market_stress",
     "data_staleness",
     "pipeline_failure",
 ]
@@ -79,6 +82,9 @@ HEDGE_EXTRA = (
     "break_z",
     "residual_vol",
     "rebalance",
+    "corr_z",
+    "effectiveness_drop",
+    "residual_vol_z",
 )
 BASKET_EXTRA = (
     "absorption_ratio",
@@ -86,6 +92,16 @@ BASKET_EXTRA = (
     "avg_corr_baseline",
     "avg_corr_z",
     "absorption_z",
+    "corr_z",
+    "members",
+    "n_members",
+    "basket_return",
+    "drawdown",
+    "drawdown_z",
+    "vol",
+    "vol_z",
+    "dispersion",
+    "dispersion_z",
 )
 
 
@@ -103,6 +119,7 @@ KINDS: dict[str, KindSpec] = {
     "hedge_ratio_drift": KindSpec("hedge", "ratio_drift", None, _HEDGE_CONTEXT + HEDGE_EXTRA),
     "hedge_effectiveness": KindSpec("hedge", "effectiveness", None, _HEDGE_CONTEXT + HEDGE_EXTRA),
     "correlation_spike": KindSpec("basket", "avg_corr", "avg_corr_z", ("n_pairs", *BASKET_EXTRA)),
+    "market_stress": KindSpec("basket", "drawdown_z", "vol_z", ("n_pairs", *BASKET_EXTRA)),
     "data_staleness": KindSpec(
         "freshness",
         "age_hours",

@@ -355,6 +355,7 @@ class Settings(_Model):
             "hedge_ratio_drift": hedge_names,
             "hedge_effectiveness": hedge_names,
             "correlation_spike": {b.name for b in self.baskets},
+            "market_stress": {b.name for b in self.baskets},
             "data_staleness": known,
         }
         windows = set(self.metrics.window_hours)

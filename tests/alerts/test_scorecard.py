@@ -210,4 +210,4 @@ def test_the_shipped_development_events_parse() -> None:
     assert [e.kind for e in events].count("market") == 6
     assert {e.subject for e in events if e.kind == "hedge"} == {"btc-vs-btcdown"}
     assert all(e.starts.tzinfo is not None for e in events)
-    assert events[1].starts == at("2022-05-09 00:00") + timedelta(0)
+    assert events[1].starts == at("2022-05-09 10:00") + timedelta(0)
