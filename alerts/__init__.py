@@ -1,0 +1,1 @@
+"""Alerts: pure rules and state machine, and rendering (jinja2) — no I/O here."""

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
-
-from alerts.state import AlertEvent
+from hedgewatch.alerts.state import AlertEvent
 
 ChannelKind = Literal["email", "slack", "file", "webhook"]
 
@@ -187,7 +186,7 @@ def _render_slack(
 
 @lru_cache(maxsize=32)
 def _environment(template_dir: Path | None, slack: bool) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("alerts", "templates")]
+    loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("hedgewatch.alerts", "templates")]
     if template_dir is not None:
         loaders.insert(0, jinja2.FileSystemLoader(str(template_dir)))
     env = jinja2.Environment(

@@ -29,11 +29,12 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.backfill import run_backfill  # noqa: E402
-from flows.exchanges import make_exchange  # noqa: E402
-from flows.exchanges.binance import BINANCE  # noqa: E402
-from flows.exchanges.replay import ReplayExchange, load_candle_files  # noqa: E402
-from flows.settings import Settings  # noqa: E402
+from hedgewatch.flows.backfill import run_backfill  # noqa: E402
+
+from hedgewatch.replay.exchange import ReplayExchange, load_candle_files  # noqa: E402
+from hedgewatch.settings import Settings  # noqa: E402
+from hedgewatch.venues import make_exchange  # noqa: E402
+from hedgewatch.venues.binance import BINANCE  # noqa: E402
 
 DATA = Path(os.environ.get("HEDGEWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
 MAJORS = DATA / "candles" / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
@@ -103,7 +104,7 @@ def with_ccxt(
 ) -> tuple[float, int]:
     import ccxt
 
-    from flows.exchanges.ccxt_venue import _rehost
+    from hedgewatch.venues.ccxt_venue import _rehost
 
     exchange = ccxt.binance({"enableRateLimit": True, "rateLimit": 50 / scale})
     exchange.urls["api"] = _rehost(exchange.urls["api"], replay.url)

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
-
-from transforms.correlation import rolling_correlation_all
+from hedgewatch.transforms.correlation import rolling_correlation_all
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -198,11 +197,11 @@ def bench_full(data: Path, repeat: int, pandas_all: bool) -> None:
 
 def bench_incremental(data: Path, repeat: int) -> None:
     """One hourly run's load + compute with 2 years against 1 month of stored history."""
-    from flows.exchanges.base import CANDLE_SCHEMA
-    from flows.fetching import VenueFetch
-    from flows.pipeline import compute, load
-    from flows.settings import Settings
-    from flows.store import Store
+    from hedgewatch.fetching import VenueFetch
+    from hedgewatch.pipeline import compute, load
+    from hedgewatch.settings import Settings
+    from hedgewatch.storage.store import Store
+    from hedgewatch.venues.base import CANDLE_SCHEMA
 
     candles = pl.read_csv(data / MAJORS).with_columns(
         pl.from_epoch("ts", time_unit="ms").dt.replace_time_zone("UTC").alias("open_time")

@@ -50,8 +50,8 @@ print(f"{time.perf_counter() - started:.3f}")
 FLOW = """
 import sys, time
 started = time.perf_counter()
-from flows.hourly import hourly
-from flows.runtime import quiet_prefect
+from hedgewatch.flows.hourly import hourly
+from hedgewatch.flows.runtime import quiet_prefect
 with quiet_prefect():
     hourly(config_path=sys.argv[1])
 print(f"{time.perf_counter() - started:.3f}")
@@ -62,9 +62,10 @@ def plain_run(config_path: str) -> None:
     """The hourly flow's steps, in its order, as plain functions (no Prefect engine or API)."""
     import uuid
 
-    from flows import hourly as h
-    from flows.settings import load_settings, utc_now
-    from flows.store import Store
+    from hedgewatch.flows import hourly as h
+
+    from hedgewatch.settings import load_settings, utc_now
+    from hedgewatch.storage.store import Store
 
     settings = load_settings(Path(config_path))
     summary = h.RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
@@ -84,7 +85,7 @@ def plain_run(config_path: str) -> None:
 
 
 def write_config(workdir: Path, url: str) -> Path:
-    from flows.demo import write_demo_config
+    from hedgewatch.demo import write_demo_config
 
     workdir.mkdir(parents=True, exist_ok=True)
     path = write_demo_config(workdir, url)
@@ -125,13 +126,13 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hedgewatch-bench-"))
     os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
 
+    from hedgewatch.flows.hourly import hourly
+    from hedgewatch.flows.runtime import quiet_prefect
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.demo import demo_data_dir
-    from flows.exchanges.replay import ReplayExchange, load_candle_files, load_funding_files
-    from flows.hourly import hourly
-    from flows.runtime import quiet_prefect
+    from hedgewatch.demo import demo_data_dir
+    from hedgewatch.replay.exchange import ReplayExchange, load_candle_files, load_funding_files
 
     data = demo_data_dir()
     candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))

@@ -17,8 +17,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.exchanges.replay import load_candle_files  # noqa: E402
-from flows.store import Store  # noqa: E402
+from hedgewatch.replay.exchange import load_candle_files  # noqa: E402
+from hedgewatch.storage.store import Store  # noqa: E402
 
 # ../shared/data beside the checkout (or beside its parent, for a worktree one level deeper).
 DATA = next(

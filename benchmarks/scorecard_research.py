@@ -26,8 +26,8 @@ try:
     from hedgewatch.transforms.market import basket_stress  # type: ignore[import-not-found]
     from hedgewatch.transforms.returns import to_log_returns, to_wide  # type: ignore[import-not-found]
 except ImportError:  # the layout before the package move
-    from transforms.market import basket_stress
-    from transforms.returns import to_log_returns, to_wide
+    from hedgewatch.transforms.market import basket_stress
+    from hedgewatch.transforms.returns import to_log_returns, to_wide
 
 DATA = next(
     (

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from flows.exchanges import Exchange
-from flows.exchanges.base import interval_to_timedelta
-from flows.exchanges.errors import ExchangeError, HistoryUnavailable
-from flows.fetching import ExchangeFactory, default_factory
-from flows.settings import Settings, VenueSettings
-from flows.store import Store
+from hedgewatch.fetching import ExchangeFactory, default_factory
+from hedgewatch.settings import Settings, VenueSettings
+from hedgewatch.storage.store import Store
+from hedgewatch.venues import Exchange
+from hedgewatch.venues.base import interval_to_timedelta
+from hedgewatch.venues.errors import ExchangeError, HistoryUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import delivering, pipeline
-from flows.failure import on_flow_failure
-from flows.fetching import VenueFetch, fetch_venue
-from flows.settings import Settings, VenueSettings, load_settings, utc_now
-from flows.store import Store, StoreBusy
+from hedgewatch import pipeline
+from hedgewatch.fetching import VenueFetch, fetch_venue
+from hedgewatch.outbox import deliver as delivering
+from hedgewatch.outbox.failure import on_flow_failure
+from hedgewatch.settings import Settings, VenueSettings, load_settings, utc_now
+from hedgewatch.storage.store import Store, StoreBusy
 
 # Hours whose metrics must be recomputed, set before candles are written and cleared after the
 # metrics are: a run killed in between recomputes them next time.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flows.settings import Settings
+from hedgewatch.settings import Settings
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -27,9 +27,8 @@ def venue_tags(settings: Settings) -> list[str]:
 
 def build_deployment(settings: Settings, config_path: Path) -> RunnerDeployment:
     """The hourly deployment for `config_path`, scheduled by `[schedule]`."""
+    from hedgewatch.flows.hourly import hourly
     from prefect.schedules import Cron
-
-    from flows.hourly import hourly
 
     schedule = settings.schedule
     return hourly.with_options(timeout_seconds=schedule.run_timeout_s).to_deployment(  # type: ignore[return-value]

@@ -1,4 +1,8 @@
-"""Shared fixtures: paths to the repo's demo data and the shared real data set."""
+"""Shared fixtures: paths to the repo's demo data, its vendored test data and the shared data set.
+
+Under `CI=true` a test that skips because its data is missing fails instead: the suite must never
+go green by skipping what it could not read.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HEDGEWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TEST_DATA = ROOT / "tests" / "data"
+MISSING_DATA = "data not found"
 DEMO_DATA = ROOT / "demo" / "data"
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -34,6 +41,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "live" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.skipped and os.environ.get("CI") and MISSING_DATA in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: a missing-data skip fails the run: {report.longrepr}"
+    return report
 
 
 @pytest.fixture(scope="session")

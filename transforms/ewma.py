@@ -14,8 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
-
-from transforms.correlation import (
+from hedgewatch.transforms.correlation import (
     MIN_STD,
     RELATIVE_VARIANCE_FLOOR,
     _dense_hours,

@@ -9,11 +9,10 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-
-from transforms._time import OPEN_TIME, check_since, hour_index
-from transforms.correlation import check_window, pair_moments
-from transforms.market import robust_baseline, robust_z
-from transforms.significance import Z_95, fisher_ci_arrays, fisher_z_arrays
+from hedgewatch.transforms._time import OPEN_TIME, check_since, hour_index
+from hedgewatch.transforms.correlation import check_window, pair_moments
+from hedgewatch.transforms.market import robust_baseline, robust_z
+from hedgewatch.transforms.significance import Z_95, fisher_ci_arrays, fisher_z_arrays
 
 HEDGE_COLUMNS = (
     "hedge",

@@ -10,16 +10,21 @@ from itertools import combinations
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-
-from transforms._time import OPEN_TIME, check_since, hour_index, utc_open_time
-from transforms.correlation import (
+from hedgewatch.transforms._time import OPEN_TIME, check_since, hour_index, utc_open_time
+from hedgewatch.transforms.correlation import (
     MIN_STD,
     PairCorrelations,
     check_window,
     pair_moments,
     rolling_correlation_all,
 )
-from transforms.market import STRESS_COLUMNS, basket_stress, member_mask, robust_baseline, robust_z
+from hedgewatch.transforms.market import (
+    STRESS_COLUMNS,
+    basket_stress,
+    member_mask,
+    robust_baseline,
+    robust_z,
+)
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hedgewatch.alerts.render import Rendered, render
+from hedgewatch.alerts.state import AlertEvent
 from pydantic import TypeAdapter, ValidationError
 
-from alerts.delivery import (
+from hedgewatch.outbox.channels import (
     ChannelSettings,
     DeliveryError,
     FileChannel,
@@ -30,8 +32,6 @@ from alerts.delivery import (
     file_name,
     write_file_rendering,
 )
-from alerts.render import Rendered, render
-from alerts.state import AlertEvent
 
 PASSWORD = "hunter2-Sup3rSecret"
 WEBHOOK_TOKEN = "T0000/B0000/XXXXsecretTOKENxxxx"

@@ -8,11 +8,10 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hedgewatch.alerts.render import render, sparkline
+from hedgewatch.alerts.rules import Observation, Rule, observe
+from hedgewatch.alerts.state import AlertState, advance, pipeline_failure_event
 from pydantic import ValidationError
-
-from alerts.render import render, sparkline
-from alerts.rules import Observation, Rule, observe
-from alerts.state import AlertState, advance, pipeline_failure_event
 
 T0 = datetime(2022, 5, 9, 0, tzinfo=UTC)
 

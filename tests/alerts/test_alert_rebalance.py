@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts.render import render
-from alerts.state import AlertEvent
+from hedgewatch.alerts.render import render
+from hedgewatch.alerts.state import AlertEvent
 
 ADVICE = {
     "hedge": "btc-vs-eth-perp",

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from alerts.render import RenderError, escape_mrkdwn, render
-from alerts.state import AlertEvent
+from hedgewatch.alerts.render import RenderError, escape_mrkdwn, render
+from hedgewatch.alerts.state import AlertEvent
 
 TS = datetime(2024, 8, 5, 14, tzinfo=UTC)
 HEDGE_CONTEXT = {

@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from alerts.inhibit import inhibit
-from alerts.rules import Observation, Rule
-from alerts.state import AlertEvent, AlertState, advance
+from hedgewatch.alerts.inhibit import inhibit
+from hedgewatch.alerts.rules import Observation, Rule
+from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 
 T0 = datetime(2024, 8, 5, 0, tzinfo=UTC)
 GAP = "gap"  # no observation at all for that hour (a missing row)

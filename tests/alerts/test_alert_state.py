@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from alerts.rules import Observation, Rule
-from alerts.state import AlertEvent, AlertState, advance
+from hedgewatch.alerts.rules import Observation, Rule
+from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 
 T0 = datetime(2024, 8, 5, 0, tzinfo=UTC)
 NO_DATA = None

@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from alerts.rules import Rule
-from alerts.scorecard import (
+from hedgewatch.alerts.rules import Rule
+from hedgewatch.alerts.scorecard import (
     EventsFileError,
     LabelledEvent,
     parse_events,
@@ -16,7 +15,7 @@ from alerts.scorecard import (
     score,
     scorecard_json,
 )
-from alerts.state import AlertEvent
+from hedgewatch.alerts.state import AlertEvent
 
 RULES = [
     Rule.model_validate(

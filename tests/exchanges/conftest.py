@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -14,24 +13,20 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges import make_exchange
-from flows.exchanges.base import Exchange
-from flows.exchanges.replay import (
+from hedgewatch.replay.exchange import (
     ReplayExchange,
     load_candle_files,
     load_funding_files,
     make_replay,
 )
+from hedgewatch.venues import make_exchange
+from hedgewatch.venues.base import Exchange
 
-# ../shared/data next to the checkout; HEDGEWATCH_SHARED_DATA points elsewhere (e.g. a worktree).
-DATA = Path(
-    os.environ.get(
-        "HEDGEWATCH_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    )
-)
+# Real recorded data vendored under tests/data (see its SOURCES.md).
+DATA = Path(__file__).resolve().parents[1] / "data"
 SPOT_BTC = DATA / "candles" / "binance_spot_1h_BTCUSDT_2024-01_2026-01.csv.gz"
-SPOT_MAJORS = DATA / "candles" / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
-PERP = DATA / "candles" / "binance_usdm_perp_1h_2020-01_2024-04.csv.gz"
+SPOT_MAJORS = DATA / "candles" / "binance_spot_1h_BTC_ETH_2021-04_2023-12.csv.gz"
+PERP = DATA / "candles" / "binance_usdm_perp_1h_BTC_ETH_2020-01_2024-04.csv.gz"
 FUNDING = DATA / "funding" / "funding_rates_BTC_ETH_7exchanges_2020-2023.csv.gz"
 RAW_API = DATA / "raw_api"
 
@@ -42,7 +37,7 @@ NOW = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
 def require(*paths: Path) -> None:
     for path in paths:
         if not path.exists():
-            pytest.skip(f"real market data not found at {path} (expected ../shared/data)")
+            pytest.skip(f"real market data not found at {path} (see tests/data/SOURCES.md)")
 
 
 class FakeClock:

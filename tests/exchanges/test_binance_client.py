@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from flows.exchanges import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
-from flows.exchanges.base import Exchange
-from flows.exchanges.errors import InvalidRequest
-from flows.exchanges.replay import ReplayExchange
+from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
+from hedgewatch.venues.base import Exchange
+from hedgewatch.venues.errors import InvalidRequest
 
 H = timedelta(hours=1)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flows.exchanges import make_exchange
+from hedgewatch.venues import make_exchange
 
 pytestmark = pytest.mark.live
 

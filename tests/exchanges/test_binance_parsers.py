@@ -1,4 +1,4 @@
-"""Parsers on real recorded Binance payloads (../shared/data/raw_api)."""
+"""Parsers on real recorded Binance payloads (tests/data/raw_api)."""
 
 import copy
 import json
@@ -9,9 +9,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA
-from flows.exchanges.binance import parse_funding, parse_klines
-from flows.exchanges.errors import BadResponse
+from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
+from hedgewatch.venues.binance import parse_funding, parse_klines
+from hedgewatch.venues.errors import BadResponse
 
 SPOT_FILE = "binance_api_v3_klines_BTCUSDT_1h.json"
 MARK_FILES = [

@@ -9,9 +9,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
-from flows.exchanges.errors import InvalidRequest
-from flows.exchanges.replay import ReplayExchange
+from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
+from hedgewatch.venues.errors import InvalidRequest
 
 pytest.importorskip("ccxt")
 

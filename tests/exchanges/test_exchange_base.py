@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from flows.exchanges import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
-from flows.exchanges.base import (
+from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
+from hedgewatch.venues.base import (
     Exchange,
     datetime_to_ms,
     interval_to_timedelta,

@@ -11,10 +11,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges import make_exchange
-from flows.exchanges.base import Exchange
-from flows.exchanges.binance import BINANCE, VenueSpec
-from flows.exchanges.errors import (
+from hedgewatch.replay.exchange import Fault, ReplayExchange
+from hedgewatch.venues import make_exchange
+from hedgewatch.venues.base import Exchange
+from hedgewatch.venues.binance import BINANCE, VenueSpec
+from hedgewatch.venues.errors import (
     BadResponse,
     ExchangeUnavailable,
     GeoBlocked,
@@ -22,7 +23,6 @@ from flows.exchanges.errors import (
     IPBanned,
     RateLimited,
 )
-from flows.exchanges.replay import Fault, ReplayExchange
 
 H = timedelta(hours=1)
 KLINES = "/api/v3/klines"
@@ -135,7 +135,7 @@ def test_a_read_timeout_is_retried(
 ) -> None:
     replay.inject(Fault("timeout", path_prefix=KLINES, delay_s=0.6))
 
-    with caplog.at_level(logging.WARNING, logger="flows.exchanges.http"):
+    with caplog.at_level(logging.WARNING, logger="hedgewatch.venues.http"):
         assert fetch_day(impatient_client).height == 24
 
     assert "no response within 0.2 s (ReadTimeout)" in caplog.text

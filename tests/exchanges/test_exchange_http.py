@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flows.exchanges.http import RetryPolicy, WeightLimiter
+from hedgewatch.venues.http import RetryPolicy, WeightLimiter
 
 
 def test_backoff_is_full_jitter_under_an_exponential_cap() -> None:

@@ -10,8 +10,8 @@ import httpx
 import polars as pl
 import pytest
 
-from flows.exchanges import replay as replay_module
-from flows.exchanges.replay import ReplayExchange, load_candle_files
+from hedgewatch.replay import exchange as replay_module
+from hedgewatch.replay.exchange import ReplayExchange, load_candle_files
 
 OPEN_TIME_MS = 1709294400000  # 2024-03-01 12:00 UTC, the candle open at the fixture's now (12:30)
 

@@ -8,8 +8,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges import CANDLE_SCHEMA, EXCHANGE_MARKETS, FUNDING_SCHEMA
-from flows.exchanges.errors import InvalidRequest
+from hedgewatch.venues import CANDLE_SCHEMA, EXCHANGE_MARKETS, FUNDING_SCHEMA
+from hedgewatch.venues.errors import InvalidRequest
 
 H = timedelta(hours=1)
 NOW = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)

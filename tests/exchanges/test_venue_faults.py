@@ -15,11 +15,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from flows.exchanges import REST_SPECS, make_exchange
-from flows.exchanges.errors import InvalidRequest, RateLimited
-from flows.exchanges.replay import Fault
-from flows.exchanges.rest import RateLimit
-from flows.store import Store
+from hedgewatch.replay.exchange import Fault
+from hedgewatch.storage.store import Store
+from hedgewatch.venues import REST_SPECS, make_exchange
+from hedgewatch.venues.errors import InvalidRequest, RateLimited
+from hedgewatch.venues.rest import RateLimit
 
 H = timedelta(hours=1)
 NOW = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
@@ -109,7 +109,7 @@ def test_a_transient_fault_is_retried_once_with_one_log_line_and_nothing_lost(
 ) -> None:
     venue_case.replay.inject(dataclasses.replace(fault, path_prefix=CANDLES[venue_case.venue]))
 
-    with caplog.at_level(logging.WARNING, logger="flows.exchanges.http"):
+    with caplog.at_level(logging.WARNING, logger="hedgewatch.venues.http"):
         frame = fetch(venue_case)
 
     assert stored_times(tmp_path, frame) == expected(venue_case)
@@ -124,7 +124,7 @@ def test_a_read_timeout_is_retried(
 ) -> None:
     impatient.replay.inject(Fault("timeout", path_prefix=CANDLES[impatient.venue], delay_s=0.6))
 
-    with caplog.at_level(logging.WARNING, logger="flows.exchanges.http"):
+    with caplog.at_level(logging.WARNING, logger="hedgewatch.venues.http"):
         frame = fetch(impatient)
 
     assert stored_times(tmp_path, frame) == expected(impatient)
@@ -178,7 +178,7 @@ def test_http_200_with_a_rate_limit_code_is_retried(
     _, limited = ERROR_BODIES[venue]
     case.replay.inject(Fault("status", path_prefix=CANDLES[venue], code=200, body=limited))
 
-    with caplog.at_level(logging.WARNING, logger="flows.exchanges.http"):
+    with caplog.at_level(logging.WARNING, logger="hedgewatch.venues.http"):
         assert fetch(case)["open_time"].to_list() == expected(case)
 
     assert len(retries(caplog)) == 1 and "rate limited" in retries(caplog)[0]

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from flows.exchanges import CANDLE_SCHEMA, FUNDING_SCHEMA
-from flows.exchanges.bybit import BYBIT
-from flows.exchanges.coinbase import COINBASE
-from flows.exchanges.errors import BadResponse
-from flows.exchanges.kraken import KRAKEN
-from flows.exchanges.okx import OKX
-from flows.exchanges.rest import RestVenueSpec, dig, parse_funding_rows, parse_rows
+from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA
+from hedgewatch.venues.bybit import BYBIT
+from hedgewatch.venues.coinbase import COINBASE
+from hedgewatch.venues.errors import BadResponse
+from hedgewatch.venues.kraken import KRAKEN
+from hedgewatch.venues.okx import OKX
+from hedgewatch.venues.rest import RestVenueSpec, dig, parse_funding_rows, parse_rows
 
 
 def load(raw_api: Path, name: str) -> Any:

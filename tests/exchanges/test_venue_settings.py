@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.exchanges import EXCHANGE_KINDS, EXCHANGE_MARKETS, make_exchange
-from flows.settings import ConfigError, load_settings
+from hedgewatch.settings import ConfigError, load_settings
+from hedgewatch.venues import EXCHANGE_KINDS, EXCHANGE_MARKETS, make_exchange
 
 CONFIG = """
 [[venues]]

@@ -17,9 +17,8 @@ import pytest
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A real local Prefect server (its own test harness) in a throw-away PREFECT_HOME."""
+    from hedgewatch.flows.runtime import quiet_prefect
     from prefect.testing.utilities import prefect_test_harness
-
-    from flows.runtime import quiet_prefect
 
     with prefect_test_harness(server_startup_timeout=60), quiet_prefect():
         yield
@@ -105,8 +104,8 @@ def webhook() -> Iterator[Webhook]:
 @pytest.fixture(scope="session")
 def replay_market() -> tuple[Any, Any]:
     """The demo's Binance candles and funding, loaded once per session."""
-    from flows.demo import demo_data_dir
-    from flows.exchanges.replay import load_candle_files, load_funding_files
+    from hedgewatch.demo import demo_data_dir
+    from hedgewatch.replay.exchange import load_candle_files, load_funding_files
 
     data = demo_data_dir()
     return (
@@ -131,7 +130,7 @@ def write_small_config(
 
     import tomli_w
 
-    from flows.demo import write_demo_config
+    from hedgewatch.demo import write_demo_config
 
     path = write_demo_config(workdir, url)
     config = tomllib.loads(path.read_text())
@@ -186,7 +185,7 @@ DATA_TABLES = (
 
 def read_tables(database: Path, names: tuple[str, ...] = DATA_TABLES) -> dict[str, Any]:
     """The data tables (not runs/fetch_log/deliveries, which name runs), floats `rounded`."""
-    from flows.store import Store
+    from hedgewatch.storage.store import Store
 
     with Store.open(database, read_only=True) as store:
         return {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.settings import ConfigError, load_settings
+from hedgewatch.cli import app
+from hedgewatch.settings import ConfigError, load_settings
 
 BASE = """
 [[venues]]

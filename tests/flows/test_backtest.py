@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.demo import demo_data_dir, example_config
-from flows.exchanges.replay import load_candle_files
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.demo import demo_data_dir, example_config
+from hedgewatch.replay.exchange import load_candle_files
+from hedgewatch.storage.store import Store
 
 
 @pytest.fixture(scope="module")

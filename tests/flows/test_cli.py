@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.exchanges.base import CANDLE_SCHEMA
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.storage.store import Store
+from hedgewatch.venues.base import CANDLE_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2022, 5, 9, tzinfo=UTC)
@@ -99,7 +99,7 @@ def test_replay_serve_answers_binance_requests(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "flows.cli",
+            "hedgewatch",
             "replay",
             "serve",
             "--data",

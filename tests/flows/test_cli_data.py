@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,18 +12,18 @@ from typing import Any
 import polars as pl
 import pytest
 import tomli_w
+from hedgewatch.flows.backfill import run_backfill
 from typer.testing import CliRunner
 
-from flows.backfill import run_backfill
-from flows.cli import app
-from flows.exchanges.replay import Fault, ReplayExchange, load_candle_files, make_replay
-from flows.settings import load_settings
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.replay.exchange import Fault, ReplayExchange, load_candle_files, make_replay
+from hedgewatch.settings import load_settings
+from hedgewatch.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("HEDGEWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = ROOT / "tests" / "data"  # real recorded data, vendored (tests/data/SOURCES.md)
 SPOT = DATA / "candles" / "binance_spot_1h_BTCUSDT_2024-01_2026-01.csv.gz"
-MAJORS = DATA / "candles" / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
+MAJORS = DATA / "candles" / "binance_spot_1h_BTC_ETH_2021-04_2023-12.csv.gz"
 H = timedelta(hours=1)
 NOW = datetime(2024, 9, 1, 0, 30, tzinfo=UTC)
 FROM, TO = datetime(2024, 2, 1, tzinfo=UTC), datetime(2024, 8, 1, tzinfo=UTC)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hedgewatch.flows.hourly import hourly
 
-from flows.exchanges.replay import ReplayExchange
-from flows.hourly import hourly
+from hedgewatch.replay.exchange import ReplayExchange
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ READERS = 3
 READER = """
 import json, sys, time
 from pathlib import Path
-from flows.store import connect
+from hedgewatch.storage.store import connect
 
 database, stop = Path(sys.argv[1]), Path(sys.argv[2])
 queries = [

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hedgewatch.flows.hourly import hourly
 
-from flows.exchanges.replay import ReplayExchange
-from flows.hourly import hourly
-from flows.store import Store
+from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,8 @@ NOW = datetime(2022, 5, 12, 18, 5, tzinfo=UTC)  # the LUNA hedge is decoupling: 
 HISTORY = datetime(2022, 5, 10, tzinfo=UTC)  # under three days: each trial is quick
 RUNNER = """
 import sys, time
-from flows.hourly import hourly
-from flows.runtime import quiet_prefect
+from hedgewatch.flows.hourly import hourly
+from hedgewatch.flows.runtime import quiet_prefect
 
 print("ready", flush=True)
 sys.stdin.readline()

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flows.demo import run_demo
-from flows.store import Store
+from hedgewatch.demo import run_demo
+from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow
 

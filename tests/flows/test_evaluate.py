@@ -9,10 +9,10 @@ from pathlib import Path
 
 import polars as pl
 
-from flows import pipeline
-from flows.exchanges.base import CANDLE_SCHEMA
-from flows.settings import Settings, load_settings
-from flows.store import Store
+from hedgewatch import pipeline
+from hedgewatch.settings import Settings, load_settings
+from hedgewatch.storage.store import Store
+from hedgewatch.venues.base import CANDLE_SCHEMA
 
 T0 = datetime(2022, 5, 9, tzinfo=UTC)
 HOUR = timedelta(hours=1)

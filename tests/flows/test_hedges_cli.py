@@ -8,15 +8,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hedgewatch.alerts.state import AlertEvent
 from typer.testing import CliRunner
 
-from alerts.state import AlertEvent
-from flows.cli import app
-from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA
-from flows.exchanges.replay import load_candle_files, load_funding_files
-from flows.hedgelab import attach_rebalance
-from flows.settings import ConfigError, HedgeSettings, LegSettings, load_settings
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.hedgelab import attach_rebalance
+from hedgewatch.replay.exchange import load_candle_files, load_funding_files
+from hedgewatch.settings import ConfigError, HedgeSettings, LegSettings, load_settings
+from hedgewatch.storage.store import Store
+from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo" / "data"

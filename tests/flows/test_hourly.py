@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import tomli_w
+from hedgewatch.flows.hourly import hourly
 
-from flows.demo import demo_data_dir, write_demo_config
-from flows.exchanges.replay import Fault, ReplayExchange, load_candle_files, load_funding_files
-from flows.hourly import hourly
-from flows.store import Store
+from hedgewatch.demo import demo_data_dir, write_demo_config
+from hedgewatch.replay.exchange import Fault, ReplayExchange, load_candle_files, load_funding_files
+from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from flows.exchanges.base import CANDLE_SCHEMA, FUNDING_SCHEMA
-from flows.fetching import VenueFetch
-from flows.pipeline import compute, load
-from flows.settings import Settings
-from flows.store import Store
+from hedgewatch.fetching import VenueFetch
+from hedgewatch.pipeline import compute, load
+from hedgewatch.settings import Settings
+from hedgewatch.storage.store import Store
+from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 HOURS = 24 * 9

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hedgewatch.alerts.state import AlertEvent
 from typer.testing import CliRunner
 
-from alerts.state import AlertEvent
-from flows.cli import app
-from flows.delivering import deliver_outbox, notify_pipeline_failure, queue_events
-from flows.settings import Settings, load_settings
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.outbox.deliver import deliver_outbox, notify_pipeline_failure, queue_events
+from hedgewatch.settings import Settings, load_settings
+from hedgewatch.storage.store import Store
 
 TS = datetime(2022, 5, 11, 1, tzinfo=UTC)
 TOKEN = "hook-S3cret-t0ken-abcdef"
@@ -233,8 +233,8 @@ def test_kill_9_mid_delivery_loses_nothing_and_resends_once_with_the_same_key(
         [
             sys.executable,
             "-c",
-            "import sys; from flows.settings import load_settings;"
-            " from flows.delivering import deliver_outbox;"
+            "import sys; from hedgewatch.settings import load_settings;"
+            " from hedgewatch.outbox.deliver import deliver_outbox;"
             " deliver_outbox(load_settings(sys.argv[1]))",
             str(config),
         ],

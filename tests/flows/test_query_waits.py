@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.storage.store import Store
 
 HOLDER = """
 import sys, time, duckdb

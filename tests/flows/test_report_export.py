@@ -11,11 +11,11 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.demo import write_demo_config
-from flows.report import build_report
-from flows.settings import Settings, load_settings
-from flows.store import Store
+from hedgewatch.cli import app
+from hedgewatch.demo import write_demo_config
+from hedgewatch.report.html import build_report
+from hedgewatch.settings import Settings, load_settings
+from hedgewatch.storage.store import Store
 
 NASTY = "</script><script>console.error('injected')</script>"
 FIGURES = 6  # one heatmap (majors), three hedges, one market stress, the alert timeline

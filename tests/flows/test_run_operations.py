@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hedgewatch.flows.hourly import hourly
 
-from flows.exchanges.replay import ReplayExchange
-from flows.hourly import hourly
-from flows.store import Store
+from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_a_failing_step_queues_the_failure_alert_in_the_outbox_exactly_once(
 ) -> None:
     from prefect import flow
 
-    from flows.failure import on_flow_failure
+    from hedgewatch.outbox.failure import on_flow_failure
 
     monkeypatch.setenv("DESK_SLACK_URL", webhook.url)
     config = small_config(

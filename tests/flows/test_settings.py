@@ -3,11 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hedgewatch.alerts.rules import parse_window
 from typer.testing import CliRunner
 
-from alerts.rules import parse_window
-from flows.cli import app
-from flows.settings import ConfigError, load_settings
+from hedgewatch.cli import app
+from hedgewatch.settings import ConfigError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "hedgewatch.example.toml"

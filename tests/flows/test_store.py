@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.exchanges.base import CANDLE_SCHEMA
-from flows.store import Store, StoreBusy, connect, migrations, split_statements
+from hedgewatch.storage.store import Store, StoreBusy, connect, migrations, split_statements
+from hedgewatch.venues.base import CANDLE_SCHEMA
 
 T0 = datetime(2022, 5, 9, tzinfo=UTC)
 
@@ -124,7 +124,7 @@ def test_reader_waits_for_writer_then_reports_busy(tmp_path: Path) -> None:
 
 
 def test_read_only_open_of_missing_database_says_what_to_do(tmp_path: Path) -> None:
-    from flows.store import StoreError
+    from hedgewatch.storage.store import StoreError
 
     with pytest.raises(StoreError, match="database not found"):
         connect(tmp_path / "missing.duckdb", read_only=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,13 @@ import polars as pl
 import pytest
 import tomli_w
 
-from flows.exchanges.replay import Fault, load_candle_files, make_replay
-from flows.fetching import fetch_venue
-from flows.settings import load_settings
-from flows.store import Store
+from hedgewatch.fetching import fetch_venue
+from hedgewatch.replay.exchange import Fault, load_candle_files, make_replay
+from hedgewatch.settings import load_settings
+from hedgewatch.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(os.environ.get("HEDGEWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DATA = ROOT / "tests" / "data"  # real recorded data, vendored (tests/data/SOURCES.md)
 SPOT = DATA / "candles" / "binance_spot_1h_BTCUSDT_2024-01_2026-01.csv.gz"
 NOW = datetime(2024, 3, 1, 12, 5, tzinfo=UTC)
 
@@ -82,7 +81,7 @@ def test_a_failing_venue_is_skipped_after_its_first_venue_level_error(
 def test_hourly_run_with_one_venue_down_stores_the_other_and_logs_the_failure(
     prefect_harness: None, btc: pl.DataFrame, tmp_path: Path
 ) -> None:
-    from flows.hourly import hourly
+    from hedgewatch.flows.hourly import hourly
 
     both = pl.concat([btc, btc.with_columns(pl.lit("BTCCOPY").alias("symbol"))])
     with (

@@ -8,23 +8,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
-from transforms.correlation import rolling_correlation
-from transforms.returns import to_log_returns, to_wide
+from hedgewatch.transforms.correlation import rolling_correlation
+from hedgewatch.transforms.returns import to_log_returns, to_wide
 
 DATA = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
+    Path(__file__).resolve().parents[1]
     / "data"
     / "candles"
-    / "binance_spot_1h_majors_2021-04_2023-12.csv.gz"
+    / "binance_spot_1h_BTC_ETH_2021-04_2023-12.csv.gz"
 )
 
 
 @pytest.fixture(scope="module")
 def btc_eth_wide() -> pl.DataFrame:
     if not DATA.is_file():
-        pytest.skip(f"shared real data not found at {DATA}")
+        pytest.skip(f"real market data not found at {DATA}")
     raw = pl.read_csv(DATA, schema_overrides={"close": pl.Float64}).filter(
         pl.col("symbol").is_in(["BTCUSDT", "ETHUSDT"])
     )

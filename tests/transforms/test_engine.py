@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hedgewatch.transforms.correlation import rolling_correlation_all, rolling_correlation_pairs
+from hedgewatch.transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
+from hedgewatch.transforms.returns import to_log_returns, to_wide
+from hedgewatch.transforms.spearman import average_ranks, rolling_spearman_pairs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import spearmanr
-
-from transforms.correlation import rolling_correlation_all, rolling_correlation_pairs
-from transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
-from transforms.returns import to_log_returns, to_wide
-from transforms.spearman import average_ranks, rolling_spearman_pairs
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -200,7 +199,7 @@ def test_rejects_a_pair_of_one_column() -> None:
 
 
 def test_correlation_matrix_at_an_hour_equals_corrcoef() -> None:
-    from transforms.correlation import correlation_matrix
+    from hedgewatch.transforms.correlation import correlation_matrix
 
     rng = np.random.default_rng(4)
     values = factor_returns(rng, 200, 4, 0.0)

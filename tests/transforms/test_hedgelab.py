@@ -5,10 +5,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from transforms.hedgelab import (
+from hedgewatch.transforms.hedgelab import (
     CostModel,
     FeeSchedule,
     HedgeBook,
@@ -30,8 +27,10 @@ from transforms.hedgelab import (
     shock_returns,
     simple_returns,
 )
-from transforms.hedgelab.reference import reference_run
-from transforms.hedgelab.scenarios import shocked_correlation
+from hedgewatch.transforms.hedgelab.reference import reference_run
+from hedgewatch.transforms.hedgelab.scenarios import shocked_correlation
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def costs(taker_bps: float = 10.0, impact: float = 0.0, perp: bool = False, vol_hours: int = 24):

@@ -5,11 +5,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from hedgewatch.transforms.hedges import HEDGE_COLUMNS, HedgeSpec, hedge_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-
-from transforms.hedges import HEDGE_COLUMNS, HedgeSpec, hedge_metrics
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 
@@ -181,7 +180,7 @@ def test_spec_rejects_meaningless_hedges(kwargs: dict[str, object], message: str
 
 
 def test_interval_baseline_break_residual_risk_and_rebalance_match_references() -> None:
-    from transforms.significance import fisher_ci, fisher_z_test
+    from hedgewatch.transforms.significance import fisher_ci, fisher_z_test
 
     rng = np.random.default_rng(12)
     n = 300

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from hedgewatch.transforms.returns import to_log_returns, to_wide
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
-
-from transforms.returns import to_log_returns, to_wide
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 
@@ -175,7 +174,7 @@ def test_wide_rejects_off_hour_timestamps_and_repeated_instruments() -> None:
 
 
 def test_funding_goes_to_the_hour_it_settles_in_as_a_long_pays_it() -> None:
-    from transforms.returns import add_funding
+    from hedgewatch.transforms.returns import add_funding
 
     opens = [T0 + timedelta(hours=h) for h in range(10)]
     wide = pl.DataFrame({"open_time": opens, "PERP": [0.01] * 10, "SPOT": [0.01] * 10})
@@ -201,7 +200,7 @@ def test_funding_goes_to_the_hour_it_settles_in_as_a_long_pays_it() -> None:
 
 
 def test_daily_returns_sum_whole_days_only() -> None:
-    from transforms.returns import to_daily
+    from hedgewatch.transforms.returns import to_daily
 
     hours = 72
     values = np.full(hours, 0.001)

@@ -1,0 +1,5 @@
+"""`python -m hedgewatch`: the same as the `hedgewatch` command."""
+
+from hedgewatch.cli import main
+
+main()

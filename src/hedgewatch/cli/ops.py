@@ -1,0 +1,127 @@
+"""Operations commands: `serve` (the hourly schedule), `export` (Parquet) and `report` (HTML)."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hedgewatch.cli.common import DEFAULT_CONFIG, ConfigOption, _settings, fail
+
+app = typer.Typer()
+
+
+@app.command()
+def serve(
+    config: ConfigOption = DEFAULT_CONFIG,
+    cron: Annotated[
+        str | None, typer.Option(help="Cron (UTC unless [schedule] timezone says otherwise).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Deployment name.")] = None,
+) -> None:
+    """Serve the hourly flow on its cron (config: schedule.cron) until Ctrl-C; needs Prefect."""
+    from pydantic import ValidationError
+
+    from hedgewatch.settings import ScheduleSettings
+
+    settings = _settings(config)
+    updates = {k: v for k, v in {"cron": cron, "deployment": name}.items() if v is not None}
+    if updates:
+        try:
+            schedule = ScheduleSettings.model_validate(
+                {**settings.schedule.model_dump(), **updates}
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            option = "--" + ("name" if first["loc"][0] == "deployment" else str(first["loc"][0]))
+            raise fail(f"{option}: {first['msg']}", 2) from None
+        settings = settings.model_copy(update={"schedule": schedule})
+    if not os.environ.get("PREFECT_API_URL"):
+        raise fail(
+            "serve needs a Prefect server to schedule runs: start one with `prefect server start` "
+            "and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
+            2,
+        )
+    from prefect import serve as prefect_serve
+
+    from hedgewatch.flows.runtime import quiet_prefect
+    from hedgewatch.flows.scheduling import build_deployment, ensure_venue_limits
+
+    with quiet_prefect(log_level="INFO"):
+        tags = ensure_venue_limits(settings)
+        deployment = build_deployment(settings, config)
+        typer.echo(
+            f"serving {deployment.flow_name}/{deployment.name}: cron "
+            f"{settings.schedule.cron!r} ({settings.schedule.timezone}), one run at a time, "
+            f"one fetch per venue ({', '.join(tags)}); Ctrl-C stops and pauses the schedule"
+        )
+        prefect_serve(deployment, print_starting_message=False)
+
+
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="Where to write one file per view/table.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.parquet,
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """Write every public view and table as Parquet (or CSV) files, each replaced atomically."""
+    from hedgewatch.storage.export import export_relations
+    from hedgewatch.storage.store import StoreBusy, StoreError
+
+    path = database or _settings(config).storage.database
+    if directory.exists() and not directory.is_dir():
+        raise fail(f"{directory}: not a directory", 2)
+    try:
+        written = export_relations(path, directory, fmt.value, timeout_s=wait)
+    except StoreBusy as exc:
+        raise fail(str(exc), 3) from None
+    except StoreError as exc:
+        raise fail(str(exc), 2) from None
+    for name, rows in written:
+        typer.echo(f"{name}: {rows} rows")
+    typer.echo(f"wrote {len(written)} files to {directory}")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "hedgewatch-report.html"
+    ),
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of history to chart.")] = 14,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """Write one self-contained HTML report (works offline): heatmaps, hedges, stress, alerts."""
+    from hedgewatch.report.html import build_report
+    from hedgewatch.storage.store import StoreBusy, StoreError
+
+    settings = _settings(config)
+    path = database or settings.storage.database
+    if out.suffix.lower() not in {".html", ".htm"}:
+        raise fail(f"--out: {out} should end in .html", 2)
+    try:
+        html = build_report(settings, path, days=days, timeout_s=wait)
+    except StoreBusy as exc:
+        raise fail(str(exc), 3) from None
+    except StoreError as exc:
+        raise fail(str(exc), 2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, out)
+    typer.echo(f"wrote {out} ({len(html) // 1024} KiB)")

@@ -1,0 +1,213 @@
+"""Fetch what each series is missing, from its watermark up to the venue's last closed candle.
+
+A series that fails is recorded and skipped; the others go on. A venue that is down, limiting or
+refusing us (its clock cannot be read, or a series fails with such an error) is skipped whole for
+this run, and every series it owes is recorded with the error, so `fetch_log` shows what went
+stale. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from hedgewatch.settings import Settings, VenueSettings
+from hedgewatch.venues import Exchange, make_exchange
+from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
+from hedgewatch.venues.errors import (
+    ExchangeError,
+    ExchangeUnavailable,
+    GeoBlocked,
+    RateLimited,
+)
+
+log = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+# Errors that say the venue, not one series, is the problem: skip the rest of it for this run.
+VENUE_DOWN = (ExchangeUnavailable, RateLimited, GeoBlocked)
+ExchangeFactory = Callable[[VenueSettings], Exchange]
+
+
+@dataclass(frozen=True)
+class SeriesFetch:
+    """What one request range of one series brought (or why it failed)."""
+
+    venue: str
+    market: str
+    symbol: str
+    dataset: str  # "candles" | "funding"
+    start_time: datetime
+    end_time: datetime
+    rows: int
+    error: str | None = None
+
+
+@dataclass
+class VenueFetch:
+    venue: str
+    server_time: datetime | None
+    candles: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=CANDLE_SCHEMA))
+    funding: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FUNDING_SCHEMA))
+    series: list[SeriesFetch] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def failed(self) -> list[SeriesFetch]:
+        return [s for s in self.series if s.error]
+
+
+def default_factory(venue: VenueSettings) -> Exchange:
+    extra: dict[str, Any] = {"exchange": venue.exchange} if venue.exchange else {}
+    return make_exchange(
+        venue.kind,
+        venue=venue.name,
+        base_urls={str(k): v for k, v in (venue.base_urls or {}).items()} or None,
+        timeout_s=venue.timeout_s,
+        max_attempts=venue.max_attempts,
+        **extra,
+    )
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def fetch_venue(
+    settings: Settings,
+    venue: VenueSettings,
+    candle_marks: Mapping[tuple[str, str, str, str], datetime],
+    funding_marks: Mapping[tuple[str, str], datetime],
+    factory: ExchangeFactory = default_factory,
+) -> VenueFetch:
+    """Fetch every configured series of one venue that has something new."""
+    series = sorted(
+        {(i.market, i.symbol, i.interval) for i in settings.instruments if i.venue == venue.name}
+    )
+    perps = sorted({symbol for market, symbol, _ in series if market == "perp"})
+    client = factory(venue)
+    try:
+        try:
+            now = client.server_time()
+        except ExchangeError as exc:
+            log.error("venue %s skipped for this run: %s", venue.name, exc)
+            return skipped_venue(venue.name, series, perps, str(exc))
+        first = _floor_hour(settings.fetch.start_for(now))
+        down = _Breaker(venue.name)
+
+        def candles(key: tuple[str, str, str]) -> tuple[pl.DataFrame, SeriesFetch]:
+            market, symbol, interval = key
+            mark = candle_marks.get((venue.name, market, symbol, interval))
+            start = mark + HOUR if mark else first
+            return _guarded(
+                lambda: client.fetch_candles(market, symbol, interval, start, now, now=now),
+                SeriesFetch(venue.name, market, symbol, "candles", start, now, 0),
+                CANDLE_SCHEMA,
+                down,
+            )
+
+        def funding(symbol: str) -> tuple[pl.DataFrame, SeriesFetch]:
+            mark = funding_marks.get((venue.name, symbol))
+            start = mark + timedelta(milliseconds=1) if mark else first
+            return _guarded(
+                lambda: client.fetch_funding(symbol, start, now),
+                SeriesFetch(venue.name, "perp", symbol, "funding", start, now, 0),
+                FUNDING_SCHEMA,
+                down,
+            )
+
+        with ThreadPoolExecutor(max_workers=settings.fetch.max_workers) as pool:
+            candle_results = list(pool.map(candles, series))
+            funding_results = list(pool.map(funding, perps))
+    finally:
+        client.close()
+    return VenueFetch(
+        venue=venue.name,
+        server_time=now,
+        candles=_concat([frame for frame, _ in candle_results], CANDLE_SCHEMA),
+        funding=_concat([frame for frame, _ in funding_results], FUNDING_SCHEMA),
+        series=[s for _, s in candle_results + funding_results],
+    )
+
+
+def skipped_venue(
+    venue: str, series: Sequence[tuple[str, str, str]], perps: Sequence[str], error: str
+) -> VenueFetch:
+    """A venue skipped whole: one failed SeriesFetch per series it owes, for the fetch log."""
+    at = datetime.now(UTC)
+    owed = [SeriesFetch(venue, m, s, "candles", at, at, 0, error) for m, s, _ in series]
+    owed += [SeriesFetch(venue, "perp", s, "funding", at, at, 0, error) for s in perps]
+    return VenueFetch(venue=venue, server_time=None, series=owed, error=error)
+
+
+def _concat(frames: list[pl.DataFrame], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)
+
+
+class _Breaker:
+    """Opens per (market, dataset) on the first venue-level error there; later series of the same
+    endpoint are then skipped for this run (a venue's markets may live on different hosts)."""
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self.errors: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def error(self) -> str | None:
+        with self._lock:
+            return "; ".join(sorted(set(self.errors.values()))) or None
+
+    def open_for(self, attempt: SeriesFetch) -> str | None:
+        with self._lock:
+            return self.errors.get((attempt.market, attempt.dataset))
+
+    def trip(self, attempt: SeriesFetch, exc: ExchangeError) -> None:
+        with self._lock:
+            key = (attempt.market, attempt.dataset)
+            if key not in self.errors:
+                self.errors[key] = str(exc)
+                log.error(
+                    "%s %s %s skipped for the rest of this run: %s",
+                    self.venue,
+                    attempt.market,
+                    attempt.dataset,
+                    exc,
+                )
+
+
+def _guarded(
+    call: Callable[[], pl.DataFrame],
+    attempt: SeriesFetch,
+    schema: Mapping[str, pl.DataType],
+    breaker: _Breaker | None = None,
+) -> tuple[pl.DataFrame, SeriesFetch]:
+    if attempt.start_time >= attempt.end_time:
+        return pl.DataFrame(schema=schema), attempt
+    failing = breaker.open_for(attempt) if breaker is not None else None
+    if failing is not None:
+        return pl.DataFrame(schema=schema), replace(
+            attempt, error=f"skipped, venue failing this run: {failing}"
+        )
+    try:
+        frame = call()
+    except ExchangeError as exc:
+        if breaker is not None and isinstance(exc, VENUE_DOWN):
+            breaker.trip(attempt, exc)
+        log.error(
+            "%s %s %s %s not fetched: %s",
+            attempt.venue,
+            attempt.market,
+            attempt.symbol,
+            attempt.dataset,
+            exc,
+        )
+        return pl.DataFrame(schema=schema), replace(attempt, error=str(exc))
+    return frame, replace(attempt, rows=frame.height)

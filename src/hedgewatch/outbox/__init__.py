@@ -1,0 +1,1 @@
+"""The outbox: queue, claim, deliver and mark notifications; channels; the failure fallback."""

@@ -1,0 +1,347 @@
+"""Deliver a rendered digest to a channel: a file, an SMTP server, a Slack incoming webhook, or
+any HTTP endpoint that takes JSON (generic webhook).
+
+Channel settings are pydantic models discriminated by `kind`. Errors are `DeliveryError`s whose
+messages never contain a password or webhook URL. Retrying is the outbox's job, not this module's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Iterable
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from typing import Annotated, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from hedgewatch.alerts.render import Rendered
+
+_EXCERPT_CHARS = 200
+_REDACTED = "[redacted]"
+
+
+class _RedactingFilter(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook URL is a secret. This filter, on
+    the httpx and httpcore loggers, replaces every secret a channel registered before sending."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            redacted = _redact(message, self.secrets)
+            if redacted != message:
+                record.msg, record.args = redacted, ()
+        return True
+
+
+_LOG_FILTER = _RedactingFilter()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_LOG_FILTER)
+
+
+def _hide_in_logs(secrets: Iterable[str]) -> None:
+    _LOG_FILTER.secrets.update(s for s in secrets if len(s) >= 4)
+
+
+class _ChannelModel(BaseModel):
+    # hide_input_in_errors only helps when a channel is validated on its own: nested in another
+    # model, the outer config decides. So no validator here ever fails on a secret's value.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class FileChannel(_ChannelModel):
+    """Writes each digest's text to `dir/<slug of the idempotency key>-<hash>.md`."""
+
+    kind: Literal["file"] = "file"
+    dir: Path
+
+
+class SmtpChannel(_ChannelModel):
+    """Sends multipart/alternative (text + HTML) email with the standard library's smtplib."""
+
+    kind: Literal["smtp"] = "smtp"
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, gt=0, lt=65536)
+    # password comes first: the pair check runs on username, so its error never echoes the password.
+    password: SecretStr | None = None
+    username: str | None = Field(default=None, validate_default=True)
+    sender: str = Field(min_length=3)
+    recipients: list[str] = Field(min_length=1)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    # Extra CA certificates (PEM) to trust, e.g. a company's internal CA; the system's are kept.
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("username")
+    @classmethod
+    def _credentials_come_in_pairs(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if (value is None) != (info.data.get("password") is None):
+            raise ValueError("username and password must be given together (or neither)")
+        return value
+
+
+class SlackChannel(_ChannelModel):
+    """Posts Block Kit JSON to a Slack incoming webhook (its URL is checked when delivering)."""
+
+    kind: Literal["slack"] = "slack"
+    webhook_url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class WebhookChannel(_ChannelModel):
+    """POSTs the digest as JSON to any URL, with an `Idempotency-Key` header per notification."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+Channel = FileChannel | SmtpChannel | SlackChannel | WebhookChannel
+ChannelSettings = Annotated[Channel, Field(discriminator="kind")]
+
+
+class DeliveryError(Exception):
+    """A digest could not be delivered. `retryable` says whether trying again later may help."""
+
+    def __init__(self, message: str, *, channel: str, retryable: bool, status: int | None = None):
+        super().__init__(message)
+        self.channel = channel
+        self.retryable = retryable
+        self.status = status
+
+
+def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> None:
+    """Send `rendered` through `channel`; raises DeliveryError.
+
+    The key names the file (a redelivery overwrites it), derives the email Message-ID and is sent
+    as the webhook's `Idempotency-Key` header and `key` field, so receivers can drop duplicates.
+    Slack incoming webhooks have no idempotency mechanism.
+    """
+    if not idempotency_key:
+        raise ValueError("idempotency_key must not be empty")
+    if isinstance(channel, FileChannel):
+        write_file_rendering(rendered, channel, idempotency_key, "file")
+    elif isinstance(channel, SmtpChannel):
+        _deliver_smtp(rendered, channel, idempotency_key)
+    elif isinstance(channel, WebhookChannel):
+        _deliver_webhook(rendered, channel, idempotency_key)
+    else:
+        _deliver_slack(rendered, channel)
+
+
+def file_name(idempotency_key: str, suffix: str = ".md") -> str:
+    """A safe, deterministic file name for a key: readable slug plus a hash against collisions."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", idempotency_key).strip("._")[:80]
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:12]
+    return f"{slug}-{digest}{suffix}"
+
+
+def write_file_rendering(
+    rendered: Rendered, channel: FileChannel, idempotency_key: str, kind: str = "file"
+) -> list[Path]:
+    """Write one rendering into the file channel's dir, atomically; returns the paths written.
+
+    kind "file" -> <name>.md; "email" -> <name>.email.txt (+ .email.html); "slack" ->
+    <name>.slack.json. The same key and kind always map to the same files, so a redelivery
+    overwrites them.
+    """
+    contents: list[tuple[str, str]]
+    if kind == "file":
+        contents = [(".md", rendered.text)]
+    elif kind == "email":
+        contents = [(".email.txt", f"Subject: {rendered.subject}\n\n{rendered.text}")]
+        if rendered.html is not None:
+            contents.append((".email.html", rendered.html))
+    elif kind == "slack":
+        body = rendered.payload if rendered.payload is not None else {"text": rendered.text}
+        contents = [(".slack.json", json.dumps(body, ensure_ascii=False, indent=2) + "\n")]
+    else:
+        raise ValueError(f"unknown rendering kind {kind!r}; expected file, email or slack")
+    paths = [channel.dir / file_name(idempotency_key, suffix) for suffix, _ in contents]
+    for path, (_, content) in zip(paths, contents, strict=True):
+        _write_atomic(path, content)
+    return paths
+
+
+def _write_atomic(target: Path, content: str) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: readers never see a half-written file.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise DeliveryError(
+            f"file channel: cannot write {target}: {exc.strerror or type(exc).__name__}",
+            channel="file",
+            retryable=True,
+        ) from None
+
+
+def build_email(rendered: Rendered, channel: SmtpChannel, key: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = " ".join(rendered.subject.split())
+    msg["From"] = channel.sender
+    msg["To"] = ", ".join(channel.recipients)
+    msg["Date"] = formatdate(usegmt=True)
+    domain = channel.sender.rpartition("@")[2] or "hedgewatch.invalid"
+    msg["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+    msg.set_content(rendered.text)
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html")
+    return msg
+
+
+def _deliver_smtp(rendered: Rendered, channel: SmtpChannel, key: str) -> None:
+    where = f"SMTP {channel.host}:{channel.port}"
+    secrets = [channel.password.get_secret_value()] if channel.password else []
+
+    def fail(message: str, *, retryable: bool) -> DeliveryError:
+        return DeliveryError(_redact(message, secrets), channel="smtp", retryable=retryable)
+
+    try:
+        msg = build_email(rendered, channel, key)
+    except ValueError as exc:
+        raise fail(f"{where}: cannot build the message: {exc}", retryable=False) from None
+    try:
+        context = ssl.create_default_context()
+        if channel.ca_file is not None:
+            context.load_verify_locations(cafile=str(channel.ca_file))
+        smtp: smtplib.SMTP
+        if channel.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                channel.host, channel.port, timeout=channel.timeout_s, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
+        with smtp:
+            if channel.security == "starttls":
+                smtp.starttls(context=context)
+            if channel.username is not None and channel.password is not None:
+                smtp.login(channel.username, channel.password.get_secret_value())
+            smtp.send_message(msg, from_addr=channel.sender, to_addrs=channel.recipients)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise fail(
+            f"{where}: authentication failed for user {channel.username!r} "
+            f"({exc.smtp_code} {_decode(exc.smtp_error)}); check the username and password",
+            retryable=False,
+        ) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        raise fail(f"{where}: {exc}; check `security` and credentials", retryable=False) from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = ", ".join(sorted(exc.recipients))
+        raise fail(f"{where}: recipients refused: {refused}", retryable=False) from None
+    except smtplib.SMTPResponseException as exc:
+        raise fail(
+            f"{where}: server answered {exc.smtp_code} {_decode(exc.smtp_error)}",
+            retryable=400 <= exc.smtp_code < 500,
+        ) from None
+    except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        raise fail(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from None
+
+
+def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
+    if rendered.payload is None:
+        raise ValueError("Slack delivery needs a payload: render with channel_kind='slack'")
+    url = channel.webhook_url.get_secret_value()
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError(
+            "Slack webhook: webhook_url must be an http(s) URL", channel="slack", retryable=False
+        )
+    secrets = [url, httpx.URL(url).path]
+    _hide_in_logs(secrets)
+
+    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+        return DeliveryError(
+            _redact(message, secrets), channel="slack", retryable=retryable, status=status
+        )
+
+    try:
+        response = httpx.post(url, json=rendered.payload, timeout=channel.timeout_s)
+    except httpx.TimeoutException:
+        raise fail("Slack webhook: timed out", retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"Slack webhook: {type(exc).__name__}: {exc}", retryable=True) from None
+    if not response.is_success:
+        excerpt = " ".join(response.text[:_EXCERPT_CHARS].split())
+        raise fail(
+            f"Slack webhook answered HTTP {response.status_code}: {excerpt}",
+            retryable=response.status_code == 429 or response.status_code >= 500,
+            status=response.status_code,
+        )
+
+
+def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> None:
+    if rendered.payload is None:
+        raise ValueError("webhook delivery needs a payload: render with channel_kind='webhook'")
+    url = channel.url.get_secret_value()
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError(
+            "webhook: url must be an http(s) URL", channel="webhook", retryable=False
+        )
+    parsed = httpx.URL(url)
+    where = f"webhook {parsed.host}"
+    secrets = [
+        url,
+        parsed.path,
+        parsed.query.decode(),
+        parsed.password or "",
+    ]
+    _hide_in_logs(secrets)
+
+    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+        return DeliveryError(
+            _redact(message, secrets), channel="webhook", retryable=retryable, status=status
+        )
+
+    body = {"key": key, **rendered.payload}
+    try:
+        response = httpx.post(
+            url, json=body, headers={"Idempotency-Key": key}, timeout=channel.timeout_s
+        )
+    except httpx.TimeoutException:
+        raise fail(f"{where}: timed out", retryable=True) from None
+    except httpx.HTTPError as exc:
+        raise fail(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from None
+    if not response.is_success:
+        excerpt = " ".join(response.text[:_EXCERPT_CHARS].split())
+        raise fail(
+            f"{where} answered HTTP {response.status_code}: {excerpt}",
+            retryable=response.status_code in (408, 409, 425, 429) or response.status_code >= 500,
+            status=response.status_code,
+        )
+
+
+def _redact(message: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if len(secret) < 4:
+            continue  # too short to tell apart from ordinary text
+        forms = {secret, base64.b64encode(secret.encode()).decode()}
+        for form in forms:
+            message = message.replace(form, _REDACTED)
+    return message
+
+
+def _decode(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw

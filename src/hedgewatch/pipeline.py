@@ -1,0 +1,640 @@
+"""The steps of an hourly run between fetching and delivery: load, compute, evaluate.
+
+Each step is a plain function over a `Store` and the settings; the Prefect flow in
+`flows/hourly.py` only wires them. Pure work is delegated to `transforms` and `alerts`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from hedgewatch.alerts.inhibit import holdings, inhibit
+from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
+from hedgewatch.alerts.state import AlertEvent, AlertState, advance
+from hedgewatch.fetching import VenueFetch
+from hedgewatch.hedgelab import attach_rebalance
+from hedgewatch.settings import Settings
+from hedgewatch.storage.store import Store
+from hedgewatch.transforms.correlation import history_start, rolling_correlation_pairs
+from hedgewatch.transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
+from hedgewatch.transforms.hedges import hedge_metrics
+from hedgewatch.transforms.returns import add_funding, to_daily, to_log_returns, to_wide
+from hedgewatch.transforms.significance import fisher_ci_exprs
+from hedgewatch.transforms.spearman import rolling_spearman_pairs
+from hedgewatch.transforms.stress import basket_metrics
+
+log = logging.getLogger(__name__)
+
+HOUR = timedelta(hours=1)
+EVALUATED_THROUGH = "alerts.evaluated_through"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    candles: int
+    funding: int
+    earliest_new: datetime | None  # earliest candle open time written this run
+
+
+@dataclass(frozen=True)
+class ComputeResult:
+    since: datetime | None
+    through: datetime | None
+    hedge_rows: int = 0
+    basket_rows: int = 0
+    pair_rows: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    hours: list[datetime] = field(default_factory=list)
+    events: list[AlertEvent] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)
+
+
+def instruments_frame(settings: Settings) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "instrument": i.id,
+                "venue": i.venue,
+                "market": i.market,
+                "symbol": i.symbol,
+                "interval": i.interval,
+            }
+            for i in settings.instruments
+        ],
+        schema={k: pl.Utf8 for k in ("instrument", "venue", "market", "symbol", "interval")},
+    )
+
+
+def load(store: Store, fetches: Sequence[VenueFetch], run_id: str) -> LoadResult:
+    """Upsert everything fetched and log each series' request range.
+
+    `earliest_new` is the earliest hour whose metrics the new rows can change: the earliest
+    candle that is new or differs from the stored one (a late candle included), or the hour a new
+    or revised funding payment settles in. Candles fetched again unchanged change nothing.
+    """
+    candles = pl.concat([f.candles for f in fetches], how="vertical") if fetches else None
+    funding = pl.concat([f.funding for f in fetches], how="vertical") if fetches else None
+    changed = [
+        store.earliest_changed("candles", candles) if candles is not None else None,
+        _settling_hour(store.earliest_changed("funding", funding)) if funding is not None else None,
+    ]
+    n_candles = store.upsert_candles(candles) if candles is not None else 0
+    n_funding = store.upsert_funding(funding) if funding is not None else 0
+    store.log_fetches(
+        [
+            {
+                "run_id": run_id,
+                "venue": s.venue,
+                "market": s.market,
+                "symbol": s.symbol,
+                "dataset": s.dataset,
+                "start_time": s.start_time,
+                "end_time": s.end_time,
+                "rows": s.rows,
+                "error": s.error,
+            }
+            for f in fetches
+            for s in f.series
+        ]
+    )
+    earliest = min((t for t in changed if t is not None), default=None)
+    return LoadResult(n_candles, n_funding, earliest)
+
+
+def _settling_hour(funding_time: datetime | None) -> datetime | None:
+    """Open time of the hourly candle a funding payment is added to (see `add_funding`)."""
+    if funding_time is None:
+        return None
+    return (funding_time - HOUR).replace(minute=0, second=0, microsecond=0)
+
+
+def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
+    """Every pair a basket or a hedge needs, each once, in a stable order."""
+    pairs: dict[tuple[str, str], None] = {}
+    for basket in settings.baskets:
+        for a, b in itertools.combinations(basket.members, 2):
+            pairs[(a, b)] = None
+    for hedge in settings.hedges:
+        pairs[(hedge.legs[0].instrument, hedge.legs[1].instrument)] = None
+    return list(pairs)
+
+
+def compute(store: Store, settings: Settings, since: datetime | None) -> ComputeResult:
+    """Recompute metrics for the hours from `since` on, reading only the history they depend on.
+
+    Every transform is anchored on the epoch, so the rows from `since` on equal those of a full
+    recompute while the work stays proportional to the hours changed plus the longest window and
+    the z-score baseline behind them — not to the stored history.
+    """
+    if since is None:
+        return ComputeResult(since=None, through=None)
+    m = settings.metrics
+    windows = m.window_hours
+    longest = max(windows)
+    daily = set(m.daily_baskets)
+    if daily:
+        # A changed hour changes its day's daily return: recompute from the day's start.
+        since = _day(since)
+    # The longest window (or EWMA anchor span) behind `since`; returns need one candle more.
+    # Baskets' z-scores read their baseline from the stored rows instead of recomputing them.
+    spans = [longest] + [ANCHOR_HALFLIVES * h for h in m.ewma_halflife_hours]
+    history_from = min(history_start(since, span) for span in spans) - HOUR
+    # Robust baselines (hedges against their own normal, basket stress) read the baseline hours
+    # before the day of `since`, each value needing a window of returns before it.
+    history_from = min(
+        history_from, _day(since) - timedelta(hours=m.baseline_hours + longest) - HOUR
+    )
+    if daily:
+        # Whole days only: the first daily return needs the previous day's last close.
+        history_from = _day(history_from) - timedelta(days=1)
+    # A day's robust baselines read the baseline hours before that day's start.
+    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
+    closes = store.closes(instruments_frame(settings), history_from)
+    if closes.is_empty():
+        return ComputeResult(since=since, through=None)
+    ids = [i.id for i in settings.instruments]
+    wide = to_wide(to_log_returns(closes), ids)
+    hedge_wide = _with_funding(store, settings, wide, history_from) if m.funding else wide
+    daily_wide = to_daily(wide) if daily else None
+    pairs: list[pl.DataFrame] = []
+    hedges: list[pl.DataFrame] = []
+    baskets: list[pl.DataFrame] = []
+    for window in windows:
+        min_obs = m.min_obs(window)
+        pairs.append(_pair_rows(wide, metric_pairs(settings), window, min_obs, since, settings))
+        hedges.extend(
+            hedge_metrics(
+                hedge_wide,
+                h.spec(),
+                window,
+                min_obs,
+                since=since,
+                baseline_hours=longest,
+                baseline_min_obs=m.min_obs(longest),
+                z=m.z,
+                normal_hours=m.baseline_hours,
+            )
+            for h in settings.hedges
+        )
+        for basket in settings.baskets:
+            spec = basket.spec(m.absorption_k)
+            if basket.name in daily:
+                assert daily_wide is not None
+                if window // 24 < 3:
+                    continue  # fewer than three days: no daily correlation
+                frame = basket_metrics(
+                    daily_wide,
+                    spec,
+                    window,
+                    m.daily_min_obs(window),
+                    since=since,
+                    baseline_hours=m.baseline_hours,
+                    volatility_window_hours=longest,
+                    step_hours=24,
+                    baseline_history=_baseline_of(baseline, basket.name, window),
+                )
+            else:
+                frame = basket_metrics(
+                    wide,
+                    spec,
+                    window,
+                    min_obs,
+                    since=since,
+                    baseline_hours=m.baseline_hours,
+                    volatility_window_hours=longest,
+                    baseline_history=_baseline_of(baseline, basket.name, window),
+                    coverage=m.min_coverage,
+                )
+            baskets.append(frame)
+    ewma = [
+        ewma_correlation_pairs(
+            wide, metric_pairs(settings), halflife, m.min_obs(halflife), since=since
+        ).with_columns(pl.lit(halflife, pl.Int32).alias("halflife_hours"))
+        for halflife in m.ewma_halflife_hours
+    ]
+    pair_frame = _concat(pairs)
+    hedge_frame = _concat(hedges)
+    basket_frame = _concat(baskets)
+    ewma_frame = _concat(ewma)
+    store.replace_metrics(since, pair_frame, hedge_frame, basket_frame, ewma_frame)
+    through = wide["open_time"].max()
+    return ComputeResult(
+        since=since,
+        through=through,  # type: ignore[arg-type]
+        hedge_rows=hedge_frame.height,
+        basket_rows=basket_frame.height,
+        pair_rows=pair_frame.height,
+    )
+
+
+def _baseline_of(stored: pl.DataFrame, basket: str, window: int) -> pl.DataFrame:
+    return stored.filter(pl.col("basket") == basket, pl.col("window_hours") == window)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _pair_rows(
+    wide: pl.DataFrame,
+    pairs: list[tuple[str, str]],
+    window: int,
+    min_obs: int,
+    since: datetime,
+    settings: Settings,
+) -> pl.DataFrame:
+    frame = rolling_correlation_pairs(wide, pairs, window, min_obs, since=since)
+    lo, hi = fisher_ci_exprs("corr", "n_obs", settings.metrics.z)
+    frame = frame.with_columns(
+        pl.lit(window, pl.Int32).alias("window_hours"),
+        lo.alias("corr_ci_low"),
+        hi.alias("corr_ci_high"),
+    )
+    if settings.metrics.spearman and pairs:
+        ranks = rolling_spearman_pairs(wide, pairs, window, min_obs, since=since)
+        frame = frame.with_columns(ranks["corr"].alias("spearman"))
+    return frame
+
+
+def _with_funding(
+    store: Store, settings: Settings, wide: pl.DataFrame, history_from: datetime
+) -> pl.DataFrame:
+    perps = {
+        i.id: (i.venue, i.symbol)
+        for i in settings.instruments
+        if i.market == "perp"
+        and any(i.id in (h.legs[0].instrument, h.legs[1].instrument) for h in settings.hedges)
+    }
+    if not perps:
+        return wide
+    funding = store.funding_since(history_from)
+    return add_funding(wide, funding, perps)
+
+
+def _concat(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def hours_to_evaluate(store: Store, settings: Settings) -> list[datetime]:
+    """Hours with metrics not yet evaluated, oldest first; a fresh database starts near now."""
+    latest = store.latest_metric_hour()
+    if latest is None:
+        return []
+    done = store.cursor(EVALUATED_THROUGH)
+    first = done + HOUR if done else latest - HOUR * (settings.alerts.catch_up_hours - 1)
+    hours = []
+    hour = first
+    while hour <= latest:
+        hours.append(hour)
+        hour += HOUR
+    return hours
+
+
+def evaluate(
+    store: Store,
+    settings: Settings,
+    run_id: str,
+    venue_times: Mapping[str, datetime | None] | None = None,
+) -> EvaluateResult:
+    """Walk the rules' state machines through every new hour; queue notifications in the outbox.
+
+    Metric rules walk each hour with new metrics. data_staleness rules are observed once per run,
+    at the last closed hour of each venue's own clock (`venue_times`, from the fetch), so a venue
+    that stops answering is noticed even though no new metrics arrive. Silenced events are
+    recorded but not queued. States, events, outbox rows and the cursor are written in one
+    transaction, so a retried or killed run neither loses nor repeats a notification.
+    """
+    hours = hours_to_evaluate(store, settings)
+    rules = settings.alerts.rules
+    metric_rules = [r for r in rules if KINDS[r.kind].source in ("hedge", "basket")]
+    stale_rules = [r for r in rules if r.kind == "data_staleness"]
+    by_name = {rule.name: rule for rule in rules}
+    states, evaluated_at = load_states_with_times(store)
+    firing_before = [key for key, state in states.items() if state.status == "firing"]
+    events: list[AlertEvent] = []
+    hedges = baskets = pl.DataFrame()
+    if hours and metric_rules:
+        history_from = hours[0] - HOUR * settings.alerts.sparkline_hours
+        hedges = store.metrics_since("hedge_metrics", history_from)
+        baskets = store.metrics_since("basket_metrics", history_from)
+        for hour in hours:
+            for obs in observe(metric_rules, hedges, baskets, hour):
+                key = (obs.rule, obs.subject)
+                state, new_events = advance(states.get(key), obs, by_name[obs.rule])
+                states[key] = state
+                evaluated_at[key] = hour
+                events.extend(new_events)
+        attach_history(events, by_name, hedges, baskets, settings.alerts.sparkline_hours)
+        attach_rebalance(store, settings, events, by_name)
+    for venue, now in sorted((venue_times or {}).items()):
+        if now is None or not stale_rules:
+            continue
+        at = floor_hour(now) - HOUR  # open time of the venue's last closed candle
+        fresh = freshness_frame(store, settings, venue, at)
+        for obs in observe(stale_rules, pl.DataFrame(), pl.DataFrame(), at, freshness=fresh):
+            key = (obs.rule, obs.subject)
+            if evaluated_at.get(key) is not None and evaluated_at[key] >= at:
+                continue  # this hour was already observed (a retried run)
+            state, new_events = advance(states.get(key), obs, by_name[obs.rule])
+            states[key] = state
+            evaluated_at[key] = at
+            events.extend(new_events)
+    if not hours and not events and not stale_rules:
+        return EvaluateResult(hours=hours)
+    inhibit(
+        events,
+        by_name,
+        contains(settings),
+        firing=firing_before,
+        muted_episodes=muted_episodes(store),
+    )
+    silenced, digests = plan_outbox(store, settings, events, by_name, run_id)
+    with store.transaction():
+        save_states(store, states, evaluated_at)
+        save_events(store, events, silenced)
+        queue(store, digests, run_id)
+        if hours:
+            store.set_cursor(EVALUATED_THROUGH, hours[-1])
+    return EvaluateResult(hours=hours, events=events, deliveries=[k for k, _, _ in digests])
+
+
+def contains(settings: Settings) -> dict[str, list[str]]:
+    """Each hedge's and basket's instruments (what data_staleness inhibition looks at)."""
+    return holdings(
+        ((h.name, [leg.instrument for leg in h.legs]) for h in settings.hedges),
+        ((b.name, list(b.members)) for b in settings.baskets),
+    )
+
+
+def muted_episodes(store: Store) -> list[tuple[str, str, int]]:
+    """(rule, subject, episode) of the firing alerts whose firing an inhibiting alert muted."""
+    rows = store.con.sql(
+        "SELECT e.rule, e.subject, e.episode FROM alert_events AS e JOIN alert_state AS s"
+        " ON s.rule = e.rule AND s.subject = e.subject AND s.episode = e.episode"
+        " WHERE s.status = 'firing' AND e.kind = 'firing'"
+        " AND json_extract_string(e.context, '$.muted_by') IS NOT NULL"
+    ).fetchall()
+    return [(rule, subject, int(episode)) for rule, subject, episode in rows]
+
+
+def floor_hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def attach_history(
+    events: Sequence[AlertEvent],
+    rules: Mapping[str, Rule],
+    hedges: pl.DataFrame,
+    baskets: pl.DataFrame,
+    hours: int,
+) -> None:
+    """Put the watched metric's last `hours` hourly values into each event (its sparkline)."""
+    if hours <= 0:
+        return
+    frames = {"hedge": hedges, "basket": baskets}
+    for event in events:
+        rule = rules.get(event.rule)
+        if rule is None:
+            continue
+        source = KINDS[rule.kind].source
+        frame = frames.get(source)
+        metric = rule.watched_metric
+        if frame is None or frame.is_empty() or metric not in frame.columns:
+            continue
+        column = SUBJECT_COLUMN[source]
+        grid = pl.DataFrame(
+            {
+                "open_time": pl.datetime_range(
+                    event.ts - HOUR * (hours - 1), event.ts, "1h", time_zone="UTC", eager=True
+                ).cast(pl.Datetime("us", "UTC"))
+            }
+        )
+        rows = frame.filter(
+            (pl.col(column) == event.subject) & (pl.col("window_hours") == rule.window_hours)
+        ).select("open_time", pl.col(metric).cast(pl.Float64).alias("v"))
+        values = grid.join(rows, on="open_time", how="left").sort("open_time")["v"]
+        if rule.kind == "hedge_ratio_drift":
+            values = values.abs()
+        series = [None if v is None or not math.isfinite(v) else round(v, 4) for v in values]
+        if any(v is not None for v in series):
+            event.context["history"] = series
+
+
+def freshness_frame(
+    store: Store, settings: Settings, venue: str, at: datetime, gap_hours: int = 24
+) -> pl.DataFrame:
+    """One row per instrument of `venue`: how stale its candles are at hour `at`.
+
+    age_hours: hours between `at` and the newest stored candle (0 = up to date; null when the
+    series has no candle at all); missing_hours: candles missing in the `gap_hours` up to `at`;
+    fetch_errors: consecutive failed fetches of the series, newest first, from fetch_log.
+    """
+    instruments = instruments_frame(settings).filter(pl.col("venue") == venue)
+    if instruments.is_empty():
+        return pl.DataFrame()
+    with store.staged(instruments_staged=instruments):
+        return store.con.sql(
+            """
+            WITH last AS (
+                SELECT i.instrument, i.venue, i.market, i.symbol,
+                       max(c.open_time) AS last_open_time,
+                       count(c.open_time) FILTER (
+                           WHERE c.open_time > $at - to_hours(CAST($gap AS BIGINT))
+                       ) AS recent
+                FROM instruments_staged AS i
+                LEFT JOIN candles AS c
+                  ON c.venue = i.venue AND c.market = i.market AND c.symbol = i.symbol
+                 AND c.interval = i.interval AND c.open_time <= $at
+                GROUP BY ALL
+            ),
+            logged AS (
+                SELECT f.venue, f.market, f.symbol, f.error,
+                       row_number() OVER (
+                           PARTITION BY f.venue, f.market, f.symbol ORDER BY f.end_time DESC
+                       ) AS n
+                FROM fetch_log AS f
+                WHERE f.dataset = 'candles'
+            ),
+            streak AS (
+                SELECT venue, market, symbol,
+                       coalesce(min(n) FILTER (WHERE error IS NULL), max(n) + 1) - 1 AS fetch_errors
+                FROM logged GROUP BY ALL
+            )
+            SELECT l.instrument, l.venue, l.market, l.symbol, $at AS open_time, l.last_open_time,
+                   CAST(date_diff('hour', l.last_open_time, $at) AS DOUBLE) AS age_hours,
+                   CAST($gap - l.recent AS DOUBLE) AS missing_hours,
+                   CAST(coalesce(s.fetch_errors, 0) AS DOUBLE) AS fetch_errors
+            FROM last AS l
+            LEFT JOIN streak AS s USING (venue, market, symbol)
+            ORDER BY l.instrument
+            """,
+            params={"at": at, "gap": gap_hours},
+        ).pl()
+
+
+def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
+    """(rule, subject, until) from the config and the alert_silences table."""
+    rows = store.con.execute("SELECT rule, subject, until FROM alert_silences").fetchall()
+    return [(s.rule, s.subject, s.until) for s in settings.alerts.silences] + [
+        (rule, subject, until) for rule, subject, until in rows
+    ]
+
+
+def is_silenced(event: AlertEvent, silences: Iterable[tuple[str, str, datetime]]) -> bool:
+    return any(
+        rule in ("*", event.rule) and subject in ("*", event.subject) and event.ts < until
+        for rule, subject, until in silences
+    )
+
+
+def plan_outbox(
+    store: Store,
+    settings: Settings,
+    events: Sequence[AlertEvent],
+    rules: Mapping[str, Rule],
+    run_id: str,
+) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
+    """The events a silence or an inhibiting alert holds back, and one digest per channel for
+    the rest."""
+    silences = active_silences(store, settings)
+    silenced = {e.key for e in events if e.context.get("muted_by") or is_silenced(e, silences)}
+    return silenced, _digests([e for e in events if e.key not in silenced], rules, run_id)
+
+
+def queue(store: Store, digests: Sequence[tuple[str, str, list[str]]], run_id: str) -> None:
+    for key, channel, event_keys in digests:
+        store.con.execute(
+            "INSERT INTO deliveries (key, channel, event_keys, created_run) "
+            "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
+            {"k": key, "c": channel, "e": event_keys, "r": run_id},
+        ).fetchall()
+
+
+def _digests(
+    events: Sequence[AlertEvent], rules: Mapping[str, Rule], run_id: str
+) -> list[tuple[str, str, list[str]]]:
+    """One digest per channel: (delivery key, channel, event keys)."""
+    per_channel: dict[str, list[str]] = {}
+    for event in events:
+        rule = rules.get(event.rule)
+        for channel in rule.channels if rule is not None else []:
+            per_channel.setdefault(channel, []).append(event.key)
+    digests = []
+    for channel, keys in sorted(per_channel.items()):
+        digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+        digests.append((f"{digest}|{channel}", channel, keys))
+    return digests
+
+
+_STATE_COLUMNS = (
+    "rule",
+    "subject",
+    "status",
+    "since",
+    "pending_since",
+    "last_fired_at",
+    "last_resolved_at",
+    "last_notified_at",
+    "last_value",
+    "episode",
+    "severity",
+    "no_data_since",
+    "clearing_since",
+    "last_breach_at",
+    "arm",
+)
+
+
+def load_states_with_times(
+    store: Store,
+) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:
+    rows = store.con.sql(
+        f"SELECT {', '.join(_STATE_COLUMNS)}, evaluated_at FROM alert_state"
+    ).fetchall()
+    states = {}
+    times = {}
+    for row in rows:
+        values = dict(zip(_STATE_COLUMNS, row[:-1], strict=True))
+        key = (values["rule"], values["subject"])
+        states[key] = AlertState(**values)
+        times[key] = row[-1]
+    return states, times
+
+
+def save_states(
+    store: Store,
+    states: Mapping[tuple[str, str], AlertState],
+    evaluated_at: Mapping[tuple[str, str], datetime] | datetime,
+) -> None:
+    for key, state in states.items():
+        at = evaluated_at if isinstance(evaluated_at, datetime) else evaluated_at.get(key)
+        if at is None:
+            continue
+        values = {c: getattr(state, c) for c in _STATE_COLUMNS}
+        values["evaluated_at"] = at
+        store.con.execute(
+            f"INSERT OR REPLACE INTO alert_state ({', '.join(values)}) VALUES"
+            f" ({', '.join('$' + c for c in values)})",
+            values,
+        ).fetchall()
+
+
+def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
+    quiet = set(silenced)
+    for event in events:
+        store.con.execute(
+            "INSERT INTO alert_events (key, rule, subject, ts, kind, value, threshold, severity,"
+            " episode, context, silenced) VALUES ($key, $rule, $subject, $ts, $kind, $value,"
+            " $threshold, $severity, $episode, $context, $silenced)"
+            " ON CONFLICT DO NOTHING",
+            {
+                "key": event.key,
+                "rule": event.rule,
+                "subject": event.subject,
+                "ts": event.ts,
+                "kind": event.kind,
+                "value": event.value,
+                "threshold": event.threshold,
+                "severity": event.severity,
+                "episode": event.episode,
+                "context": json.dumps(event.context, default=str, sort_keys=True),
+                "silenced": event.key in quiet,
+            },
+        ).fetchall()
+
+
+def load_events(store: Store, keys: Sequence[str]) -> list[AlertEvent]:
+    rows = store.con.sql(
+        "SELECT rule, subject, ts, kind, value, threshold, severity, episode, context"
+        " FROM alert_events WHERE list_contains($keys, key) ORDER BY ts, rule, subject",
+        params={"keys": list(keys)},
+    ).fetchall()
+    events = []
+    for rule, subject, ts, kind, value, threshold, severity, episode, context in rows:
+        events.append(
+            AlertEvent(
+                rule=rule,
+                subject=subject,
+                ts=ts,
+                kind=kind,
+                value=value,
+                threshold=threshold,
+                severity=severity,
+                episode=episode,
+                context=json.loads(context) if context else {},
+            )
+        )
+    return events

@@ -1,0 +1,1 @@
+"""The replay exchange: stored candles served over real HTTP in each venue's wire format."""

@@ -1,0 +1,1 @@
+"""Storage: the only room that speaks SQL or imports duckdb — migrations, upserts, views, reads."""

@@ -1,0 +1,51 @@
+"""Field parsers shared by every venue: a typed value, or a BadResponse naming row and field."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from hedgewatch.venues.base import UTC_US
+from hedgewatch.venues.errors import BadResponse
+
+
+def utc_from_ms(values: Sequence[int]) -> pl.Series:
+    return pl.Series(values=values, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).cast(UTC_US)
+
+
+def int_field(
+    value: Any, row: int, name: str, venue: str, endpoint: str, *, digit_strings: bool = True
+) -> int:
+    # Times come as ints (Binance, Kraken, Coinbase) or digit strings (Bybit, OKX); a venue whose
+    # wire format has ints passes digit_strings=False, so a string there is a malformed payload.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if digit_strings and isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise BadResponse(
+        venue, endpoint, f"row {row} field '{name}': expected an integer, got {preview(value)}"
+    )
+
+
+def decimal_field(value: Any, row: int, name: str, venue: str, endpoint: str) -> float:
+    # Venues send decimals as strings to keep precision; JSON numbers are accepted too.
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    raise BadResponse(
+        venue, endpoint, f"row {row} field '{name}': expected a decimal, got {preview(value)}"
+    )
+
+
+def preview(value: Any, limit: int = 80) -> str:
+    """A short repr for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
