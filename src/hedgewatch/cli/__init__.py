@@ -1,7 +1,8 @@
 """The `hedgewatch` command line: a thin layer over the library, mounted here from its areas.
 
-Each area module (`core`, `data`, `alerts`, `hedges`, `ops`) defines its own Typer app and imports only
-`hedgewatch.cli.common`; this module merges their commands into one `hedgewatch` command.
+Each area module (`core`, `data`, `alerts`, `hedges`, `ops`) defines its own Typer app on top of
+`hedgewatch.cli.common`; this module merges their commands into one `hedgewatch` command and no
+area imports it back.
 Exit codes: 0 success, 1 the run failed, 2 bad usage or configuration, 3 the database is busy.
 """
 
