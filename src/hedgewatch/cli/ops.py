@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -110,6 +111,8 @@ def report(
     from hedgewatch.report.html import build_report
     from hedgewatch.storage.store import StoreBusy, StoreError
 
+    if importlib.util.find_spec("plotly") is None:
+        raise fail("report draws its charts with plotly: pip install 'hedgewatch[report]'", 2)
     settings = _settings(config)
     path = database or settings.storage.database
     if out.suffix.lower() not in {".html", ".htm"}:
