@@ -20,7 +20,7 @@ import polars as pl
 
 from hedgewatch import pipeline
 from hedgewatch.alerts.inhibit import inhibit
-from hedgewatch.alerts.rules import KINDS, Observation, Rule, observe_rows
+from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Observation, Rule, observe_rows
 from hedgewatch.alerts.scorecard import LabelledEvent, Peak, alert_json, peak_in, watches
 from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 from hedgewatch.settings import Settings
@@ -199,10 +199,35 @@ def observations(history: History, rule: Rule) -> list[Observation]:
         found = []
     else:
         if source != "freshness":
-            frame = frame.filter(pl.col("window_hours") == rule.window_hours)
+            frame = _every_hour(
+                frame.filter(pl.col("window_hours") == rule.window_hours),
+                SUBJECT_COLUMN[source],
+                history.end,
+            )
         found = list(observe_rows(rule, frame.sort("open_time"), explain=False))
     history.observations[key] = found
     return found
+
+
+def _every_hour(frame: pl.DataFrame, subject: str, end: datetime) -> pl.DataFrame:
+    """One row per subject and hour from its first row to `end`; a missing hour is a row of
+    nulls (no data), as the hourly run observes it."""
+    if frame.is_empty():
+        return frame
+    firsts = frame.group_by(subject).agg(pl.col("open_time").min().alias("first"))
+    grid = (
+        firsts.with_columns(
+            pl.datetime_ranges(
+                pl.col("first"), pl.lit(end).cast(frame.schema["open_time"]), "1h"
+            ).alias("open_time")
+        )
+        .explode("open_time")
+        .drop("first")
+    )
+    window = frame.get_column("window_hours")[0]
+    return grid.join(frame, on=[subject, "open_time"], how="left").with_columns(
+        pl.lit(window, dtype=frame.schema["window_hours"]).alias("window_hours")
+    )
 
 
 def walk(rule: Rule, obs: list[Observation]) -> list[AlertEvent]:

@@ -233,3 +233,72 @@ def test_scorecard_usage_errors_exit_2(history: Path, args: list[str], message: 
         ],
     )
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_no_data_alert_fires_after_a_subject_stops_reporting(
+    history: Path, tmp_path: Path
+) -> None:
+    # LUNA's spot market stops on 2022-05-13: the LUNA hedge's rows lose their observations.
+    # A rule that alerts on no data says so after its hours.
+    config = tmp_path / "hedgewatch.toml"
+    config.write_text(
+        example_config().read_text(encoding="utf-8")
+        + """
+[[alerts.rules]]
+name = "hedge-silent"
+kind = "hedge_decoupling"
+subjects = ["luna-vs-btc-perp"]
+fire_above = 0.99
+clear_below = 0.98
+no_data = "alert"
+no_data_alert_after_hours = 4
+""",
+        encoding="utf-8",
+    )
+    (tmp_path / "var").mkdir()
+    result = CliRunner().invoke(
+        app,
+        ["backtest", "--from", "2022-05-01T00:00", "--to", "2022-05-15T23:00", "-c",
+         str(config), "-d", str(history), "--format", "jsonl"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    silent = [r for r in rows if r.get("rule") == "hedge-silent" and r["type"] == "event"]
+    assert [(r["state"], r["arm"]) for r in silent][:1] == [("firing", "no_data")]
+    assert "2022-05-13" <= str(silent[0]["ts"]) < "2022-05-14" and silent[0]["threshold"] == 4
+
+
+def test_a_missing_row_is_an_hour_without_data_as_in_the_hourly_run() -> None:
+    from datetime import UTC, timedelta
+
+    from hedgewatch.alerts.rules import Rule
+
+    from hedgewatch.backtest import History, observations, walk
+    from hedgewatch.settings import load_settings
+
+    t0 = datetime(2022, 5, 1, tzinfo=UTC)
+    hours = [0, 1, 5]  # rows at 00:00, 01:00 and 05:00 only; the range ends at 07:00
+    frame = pl.DataFrame(
+        {
+            "basket": ["majors"] * 3,
+            "window_hours": [24] * 3,
+            "open_time": [t0 + timedelta(hours=h) for h in hours],
+            "n_obs": [24] * 3,
+            "n_pairs": [28] * 3,
+            "avg_corr": [0.5, 0.5, 0.5],
+        },
+        schema_overrides={"open_time": pl.Datetime("us", "UTC")},
+    )
+    settings = load_settings(example_config())
+    history = History(
+        settings, t0, t0 + timedelta(hours=7), {"basket": frame, "hedge": pl.DataFrame()}
+    )
+    rule = Rule.model_validate(
+        {"name": "quiet", "kind": "correlation_spike", "fire_above": 0.9, "clear_below": 0.8,
+         "no_data": "alert", "no_data_alert_after_hours": 3}
+    )  # fmt: skip
+    seen = observations(history, rule)
+    assert [(o.ts.hour, o.value) for o in seen] == [
+        (0, 0.5), (1, 0.5), (2, None), (3, None), (4, None), (5, 0.5), (6, None), (7, None)
+    ]  # fmt: skip
+    assert [(e.kind, e.ts.hour) for e in walk(rule, seen)] == [("firing", 4), ("resolved", 5)]
