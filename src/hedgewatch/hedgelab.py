@@ -42,6 +42,7 @@ from hedgewatch.transforms.hedgelab import (
 from hedgewatch.transforms.hedgelab.simulate import POLICY_KINDS, PolicyKind
 
 HOUR = timedelta(hours=1)
+_FAR = datetime(3000, 1, 1, tzinfo=UTC)  # "no end" for the range queries
 log = logging.getLogger(__name__)
 # History loaded before a backtest's first hour, so the min-variance target exists from the start.
 _WARMUP = 1.0
@@ -99,7 +100,7 @@ class LabError(ValueError):
 class Legs:
     """A hedge's two legs on the hourly grid [start, end)."""
 
-    times: list[datetime]
+    times: pl.Series  # open times, UTC
     base: LegSeries
     hedge: LegSeries
 
@@ -109,7 +110,7 @@ class Backtest:
     hedge: str
     start: datetime
     end: datetime
-    times: list[datetime]  # the grid from the first simulated hour
+    times: pl.Series  # the hourly grid, warm-up hours included (simulations start at t0)
     simulations: list[Simulation]
     metrics: list[PolicyMetrics]
 
@@ -161,10 +162,11 @@ def policies(settings: Settings, kinds: Sequence[str] | None = None) -> list[Pol
     return out
 
 
-def _staged(settings: Settings, hedge: HedgeSettings) -> pl.DataFrame:
+def _staged(settings: Settings, hedges: Sequence[HedgeSettings]) -> pl.DataFrame:
+    ids = sorted({leg.instrument for hedge in hedges for leg in hedge.legs})
     rows = []
-    for leg in hedge.legs:
-        inst = settings.instrument(leg.instrument)
+    for instrument in ids:
+        inst = settings.instrument(instrument)
         rows.append(
             {
                 "instrument": inst.id,
@@ -178,52 +180,90 @@ def _staged(settings: Settings, hedge: HedgeSettings) -> pl.DataFrame:
 
 
 def load_legs(
-    store: Store, settings: Settings, hedge: HedgeSettings, start: datetime, end: datetime
+    store: Store,
+    settings: Settings,
+    hedge: HedgeSettings,
+    start: datetime,
+    end: datetime | None,
 ) -> Legs:
-    """Closes, quote volumes and funding of both legs on the hourly grid [start, end)."""
+    """Closes, quote volumes and funding of both legs on the hourly grid [start, end); without
+    `end`, up to the last stored candle of either leg."""
+    return load_many_legs(store, settings, [hedge], start, end)[hedge.name]
+
+
+def load_many_legs(
+    store: Store,
+    settings: Settings,
+    hedges: Sequence[HedgeSettings],
+    start: datetime,
+    end: datetime | None,
+) -> dict[str, Legs]:
+    """`load_legs` for several hedges with one read of the candles and one of the funding."""
     start = _floor(start)
-    end = _floor(end - timedelta(microseconds=1)) + HOUR
-    grid = pl.datetime_range(
-        start, end - HOUR, "1h", time_unit="us", time_zone="UTC", eager=True
-    ).alias("open_time")
-    params = {"start": start, "end": end}
-    with store.staged(instruments_staged=_staged(settings, hedge)):
-        candles = store.query("hedge_lab_candles", params)
-        funding = store.query("hedge_lab_funding", params)
-    frame = grid.to_frame()
-    series = []
-    for leg in hedge.legs:
-        rows = candles.filter(pl.col("instrument") == leg.instrument).select(
+    query_end = _floor(end - timedelta(microseconds=1)) + HOUR if end is not None else _FAR
+    params = {"start": start, "end": query_end}
+    with store.staged(instruments_staged=_staged(settings, hedges)):
+        candles = store.query("hedge_lab_candles", params).with_columns(
             pl.col("open_time").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
             pl.col("close").cast(pl.Float64),
             pl.col("quote_volume").cast(pl.Float64),
         )
-        paid = (
-            funding.filter(pl.col("instrument") == leg.instrument)
-            .with_columns(
-                (
-                    pl.col("funding_time")
-                    .dt.convert_time_zone("UTC")
-                    .dt.round("1m")
-                    .dt.cast_time_unit("us")
-                    - HOUR
+        funding = store.query("hedge_lab_funding", params)
+    paid_all = (
+        funding.with_columns(
+            (
+                pl.col("funding_time")
+                .dt.convert_time_zone("UTC")
+                .dt.round("1m")
+                .dt.cast_time_unit("us")
+                - HOUR
+            )
+            .dt.truncate("1h")
+            .alias("open_time")
+        )
+        .group_by("instrument", "open_time")
+        .agg(pl.col("funding_rate").cast(pl.Float64).sum().alias("rate"))
+    )
+    out = {}
+    for hedge in hedges:
+        ids = [leg.instrument for leg in hedge.legs]
+        rows_all = candles.filter(pl.col("instrument").is_in(ids))
+        hedge_end = query_end
+        if end is None:
+            last = rows_all["open_time"].max() if rows_all.height else None
+            hedge_end = last + HOUR if isinstance(last, datetime) else start + HOUR
+        grid = pl.datetime_range(
+            start, hedge_end - HOUR, "1h", time_unit="us", time_zone="UTC", eager=True
+        ).alias("open_time")
+        frame = grid.to_frame()
+        series = []
+        for instrument in ids:
+            rows = rows_all.filter(pl.col("instrument") == instrument).select(
+                "open_time", "close", "quote_volume"
+            )
+            paid = paid_all.filter(pl.col("instrument") == instrument).select("open_time", "rate")
+            joined = frame.join(rows, on="open_time", how="left").join(
+                paid, on="open_time", how="left"
+            )
+            perp = settings.instrument(instrument).market == "perp"
+            series.append(
+                LegSeries(
+                    close=joined["close"].fill_null(np.nan).to_numpy().astype(np.float64),
+                    quote_volume=joined["quote_volume"].fill_null(np.nan).to_numpy(),
+                    funding=joined["rate"].fill_null(0.0).to_numpy() if perp else None,
                 )
-                .dt.truncate("1h")
-                .alias("open_time")
             )
-            .group_by("open_time")
-            .agg(pl.col("funding_rate").cast(pl.Float64).sum().alias("rate"))
-        )
-        joined = frame.join(rows, on="open_time", how="left").join(paid, on="open_time", how="left")
-        perp = settings.instrument(leg.instrument).market == "perp"
-        series.append(
-            LegSeries(
-                close=joined["close"].fill_null(np.nan).to_numpy().astype(np.float64),
-                quote_volume=joined["quote_volume"].fill_null(np.nan).to_numpy(),
-                funding=joined["rate"].fill_null(0.0).to_numpy() if perp else None,
-            )
-        )
-    return Legs(times=grid.to_list(), base=series[0], hedge=series[1])
+        out[hedge.name] = Legs(times=grid, base=series[0], hedge=series[1])
+    return out
+
+
+def _index(legs: Legs, moment: datetime) -> int:
+    """Index of the first grid hour at or after `moment` (len(times) when past the end)."""
+    if len(legs.times) == 0:
+        return 0
+    first = legs.times[0]
+    steps = -(-(moment.astimezone(UTC) - first) // HOUR)
+    return int(min(max(steps, 0), len(legs.times)))
 
 
 def _floor(moment: datetime) -> datetime:
@@ -262,7 +302,7 @@ def backtest(
     chosen = policies(settings, kinds)
     warmup = max(p.window_hours for p in chosen) * HOUR * _WARMUP
     legs = load_legs(store, settings, hedge, start - warmup, end)
-    first = next((i for i, t in enumerate(legs.times) if t >= _floor(start)), len(legs.times))
+    first = _index(legs, start)
     # Trading starts at `start`: before it, the legs only feed the estimates.
     lead = _cut(legs, first)
     if not np.isfinite(lead.base.close).any() or not np.isfinite(lead.hedge.close).any():
@@ -316,7 +356,7 @@ class StressRun:
 
 
 def last_hour(store: Store, settings: Settings, hedge: HedgeSettings) -> datetime | None:
-    with store.staged(instruments_staged=_staged(settings, hedge)):
+    with store.staged(instruments_staged=_staged(settings, [hedge])):
         value = store.query("hedge_lab_last_hour")["last_hour"][0]
     return value.astimezone(UTC) if isinstance(value, datetime) else None
 
@@ -334,10 +374,17 @@ def position_now(
         if at is None:
             raise LabError(f"hedge {hedge.name!r}: no hour with a stored candle of both legs")
     legs = load_legs(store, settings, hedge, at - 30 * 24 * HOUR, at + HOUR)
+    position = _position_at_last_hour(settings, hedge, legs)
+    if position is None:
+        raise LabError(f"hedge {hedge.name!r}: no hour with a stored candle of both legs")
+    return position, legs
+
+
+def _position_at_last_hour(settings: Settings, hedge: HedgeSettings, legs: Legs) -> Position | None:
     bc, hc = legs.base.close, legs.hedge.close
     both = np.flatnonzero(np.isfinite(bc) & np.isfinite(hc))
     if both.size == 0:
-        raise LabError(f"hedge {hedge.name!r}: no hour with a stored candle of both legs")
+        return None
     i = int(both[-1])
     base_price, hedge_price = float(bc[i]), float(hc[i])
     book = hedge_book(settings, hedge, base_price)
@@ -348,7 +395,7 @@ def position_now(
         hedge_units = leg.notional / hedge_price
     else:
         hedge_units = book.held_ratio * book.base_units * base_price / hedge_price
-    position = Position(
+    return Position(
         name=hedge.name,
         base_side=book.base_side,
         hedge_side=book.hedge_side,
@@ -357,18 +404,21 @@ def position_now(
         base_price=base_price,
         hedge_price=hedge_price,
     )
-    return position, legs
 
 
 def window_returns(
-    store: Store, settings: Settings, hedge: HedgeSettings, start: datetime, end: datetime
+    legs: Legs, start: datetime, end: datetime
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Both legs' simple hourly returns over [start, end) on forward-filled closes (a missing
-    hour moves nothing, its move lands when the leg trades again); and the hours with data."""
-    legs = load_legs(store, settings, hedge, start - HOUR, end)
+    hour moves nothing, its move lands when the leg trades again); and the hours with data.
+    `legs` must start before `start` - 1 h for the first return."""
+    if len(legs.times) == 0:
+        return np.empty(0), np.empty(0), 0
+    lo = _index(legs, _floor(start) - HOUR)
+    hi = max(lo, _index(legs, end))
     out = []
     for leg in (legs.base, legs.hedge):
-        close = leg.close.copy()
+        close = leg.close[lo:hi].copy()
         ok = np.isfinite(close) & (close > 0)
         idx = np.where(ok, np.arange(len(close)), 0)
         np.maximum.accumulate(idx, out=idx)
@@ -386,22 +436,52 @@ def stress(
     chosen: Sequence[ScenarioSettings],
 ) -> tuple[Position, list[StressRun]]:
     """The current book of hedge `name` through each scenario."""
-    hedge = hedge_settings(settings, name)
-    position, _ = position_now(store, settings, hedge)
-    runs = []
-    for scenario in chosen:
-        rb, rh, n = window_returns(store, settings, hedge, scenario.start, scenario.end)
-        if n < 2:
-            runs.append(StressRun(scenario, None, "no stored candles of both legs in the window"))
-            continue
-        if scenario.shock_corr != 0.0 or scenario.vol_mult != 1.0:
+    result = stress_many(store, settings, [name], chosen)[name]
+    if isinstance(result, LabError):
+        raise result
+    return result
+
+
+def stress_many(
+    store: Store,
+    settings: Settings,
+    names: Sequence[str],
+    chosen: Sequence[ScenarioSettings],
+) -> dict[str, tuple[Position, list[StressRun]] | LabError]:
+    """Each hedge's current book through each scenario, from one read of the stored history:
+    from the earliest scenario to the last stored candle (which also gives today's prices)."""
+    hedges = [hedge_settings(settings, name) for name in names]
+    earliest = min((s.start for s in chosen), default=None)
+    if earliest is None:
+        earliest = max(s.start for s in SHIPPED_SCENARIOS)
+    many = load_many_legs(store, settings, hedges, earliest - HOUR, None)
+    out: dict[str, tuple[Position, list[StressRun]] | LabError] = {}
+    for hedge in hedges:
+        legs = many[hedge.name]
+        position = _position_at_last_hour(settings, hedge, legs)
+        if position is None:
             try:
-                rb, rh = shock_returns(rb, rh, Shock(scenario.shock_corr, scenario.vol_mult))
-            except ValueError as exc:
-                runs.append(StressRun(scenario, None, str(exc)))
+                position = position_now(store, settings, hedge)[0]
+            except LabError as exc:
+                out[hedge.name] = exc
                 continue
-        runs.append(StressRun(scenario, replay(position, rb, rh, scenario.name)))
-    return position, runs
+        runs = []
+        for scenario in chosen:
+            rb, rh, n = window_returns(legs, scenario.start, scenario.end)
+            if n < 2:
+                runs.append(
+                    StressRun(scenario, None, "no stored candles of both legs in the window")
+                )
+                continue
+            if scenario.shock_corr != 0.0 or scenario.vol_mult != 1.0:
+                try:
+                    rb, rh = shock_returns(rb, rh, Shock(scenario.shock_corr, scenario.vol_mult))
+                except ValueError as exc:
+                    runs.append(StressRun(scenario, None, str(exc)))
+                    continue
+            runs.append(StressRun(scenario, replay(position, rb, rh, scenario.name)))
+        out[hedge.name] = (position, runs)
+    return out
 
 
 # -- rebalance advice -----------------------------------------------------------------------------

@@ -197,7 +197,7 @@ def stress_command(
 
     Without --scenario or --window, every shipped and configured scenario runs.
     """
-    from hedgewatch.hedgelab import LabError, hedge_settings, scenarios, stress
+    from hedgewatch.hedgelab import LabError, hedge_settings, scenarios, stress_many
 
     settings = _settings(config)
     known = scenarios(settings)
@@ -223,12 +223,13 @@ def stress_command(
             raise fail(str(exc), 2) from None
     rows: list[dict[str, Any]] = []
     with _store(settings, database, wait) as store:
+        results = stress_many(store, settings, targets, chosen)
         for target in targets:
-            try:
-                position, runs = stress(store, settings, target, chosen)
-            except LabError as exc:
-                rows.append({"hedge": target, "scenario": "*", "error": str(exc)})
+            result = results[target]
+            if isinstance(result, LabError):
+                rows.append({"hedge": target, "scenario": "*", "error": str(result)})
                 continue
+            position, runs = result
             for run in runs:
                 if run.result is None:
                     rows.append(
