@@ -9,7 +9,7 @@ them, plus Binance funding), then times, with the hedges of benchmarks/backtest.
 
 - core: `run_policies` on legs already in memory (min-variance targets, three policies, costs);
 - shell: `hedgewatch hedges backtest`'s path for each hedge (DuckDB read included);
-- reference (with --reference, minutes): `transforms.hedgelab.reference.reference_run`, the plain
+- reference (with --reference, minutes): `hedgewatch.transforms.hedgelab.reference`, the plain
   per-hour loop (least squares per hour), on the same legs; results compared with the core's;
 - stress: every scenario (shipped + config) on every hedge, DuckDB reads included.
 """
@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import import_shared  # noqa: E402
+from hedgewatch.transforms.hedgelab import run_policies  # noqa: E402
+from hedgewatch.transforms.hedgelab.reference import reference_run  # noqa: E402
 
-from flows.exchanges.replay import load_funding_files  # noqa: E402
-from flows.hedgelab import (  # noqa: E402
+from hedgewatch.hedgelab import (  # noqa: E402
     backtest,
     cost_model,
     hedge_book,
@@ -43,10 +44,9 @@ from flows.hedgelab import (  # noqa: E402
     scenarios,
     stress_many,
 )
-from flows.settings import load_settings  # noqa: E402
-from flows.store import Store  # noqa: E402
-from transforms.hedgelab import run_policies  # noqa: E402
-from transforms.hedgelab.reference import reference_run  # noqa: E402
+from hedgewatch.replay.exchange import load_funding_files  # noqa: E402
+from hedgewatch.settings import load_settings  # noqa: E402
+from hedgewatch.storage.store import Store  # noqa: E402
 
 START = datetime(2021, 12, 1, tzinfo=UTC)
 END = datetime(2023, 11, 30, tzinfo=UTC)
