@@ -22,12 +22,8 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-try:
-    from hedgewatch.transforms.market import basket_stress  # type: ignore[import-not-found]
-    from hedgewatch.transforms.returns import to_log_returns, to_wide  # type: ignore[import-not-found]
-except ImportError:  # the layout before the package move
-    from hedgewatch.transforms.market import basket_stress
-    from hedgewatch.transforms.returns import to_log_returns, to_wide
+from hedgewatch.transforms.market import basket_stress  # noqa: E402
+from hedgewatch.transforms.returns import to_log_returns, to_wide  # noqa: E402
 
 DATA = next(
     (

@@ -72,29 +72,46 @@ def robust_baseline(
 
     `values` and `hours` (whole hours since the epoch, ascending, unique) describe one series;
     hours absent from `hours` count as missing. NaN without BASELINE_COVERAGE of the hours.
+    All days at once: each day's window is a row of a sorted (days, baseline_hours) array.
     """
     n = len(values)
     median = np.full(n, np.nan)
     scale = np.full(n, np.nan)
     if n == 0:
         return median, scale
-    first = int(hours[0]) - baseline_hours - DAY
-    grid = np.full(int(hours[-1]) - first + 1, np.nan)
-    grid[hours - first] = values
-    days = hours // DAY
+    first_day = int(hours[0]) // DAY
+    last_day = int(hours[-1]) // DAY
+    # Grid from baseline_hours before the first day's start to the last day's start.
+    origin = first_day * DAY - baseline_hours
+    grid = np.full((last_day - first_day) * DAY + baseline_hours, np.nan)
+    inside = hours < last_day * DAY
+    grid[hours[inside] - origin] = values[inside]
+    step = np.lib.stride_tricks.sliding_window_view(grid, baseline_hours)[::DAY]
+    med, mad = _nan_median_mad(step)
     need = max(2, math.ceil(BASELINE_COVERAGE * baseline_hours))
-    for day in np.unique(days):
-        end = int(day) * DAY - first
-        window = grid[max(end - baseline_hours, 0) : max(end, 0)]
-        window = window[~np.isnan(window)]
-        if len(window) < need:
-            continue
-        m = float(np.median(window))
-        s = MAD_SCALE * float(np.median(np.abs(window - m)))
-        rows = days == day
-        median[rows] = m
-        scale[rows] = s
+    enough = (~np.isnan(step)).sum(axis=1) >= need
+    day_of_row = hours // DAY - first_day
+    median = np.where(enough, med, np.nan)[day_of_row]
+    scale = np.where(enough, MAD_SCALE * mad, np.nan)[day_of_row]
     return median, scale
+
+
+def _nan_median_mad(windows: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Median and median absolute deviation of each row, ignoring NaN (NaN for an empty row)."""
+
+    def median(rows: FloatArray) -> FloatArray:
+        ordered = np.sort(rows, axis=1)  # NaN sort last
+        count = (~np.isnan(rows)).sum(axis=1)
+        lo = np.maximum((count - 1) // 2, 0)
+        hi = np.maximum(count // 2, 0)
+        at = np.arange(len(rows))
+        mid = 0.5 * (ordered[at, lo] + ordered[at, hi])
+        return np.where(count > 0, mid, np.nan)
+
+    if windows.shape[0] == 0:
+        return np.zeros(0), np.zeros(0)
+    med = median(windows)
+    return med, median(np.abs(windows - med[:, None]))
 
 
 def robust_z(values: FloatArray, median: FloatArray, scale: FloatArray) -> FloatArray:

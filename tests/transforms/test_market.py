@@ -142,7 +142,7 @@ def test_a_member_that_stops_trading_does_not_move_the_basket(
     raw = [c for c in raw if not c.endswith("_z")]
     got = with_gone.filter(after).select(raw)
     want = without.filter(after).select(raw)
-    assert_frame_equal(got, want, check_exact=False, rtol=1e-12, atol=1e-14)
+    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-12, abs_tol=1e-14)
     assert all(names[gone] not in (m or "").split(",") for m in got["members"].to_list())
 
 
