@@ -60,7 +60,9 @@ def test_prefect_yaml_declares_the_same_deployment_as_serve() -> None:
         {"cron": defaults.cron, "timezone": defaults.timezone, "active": True}
     ]
     module, function = deployment["entrypoint"].split(":")
-    assert getattr(importlib.import_module(module), function).name == "hourly"
+    from hedgewatch.flows.hourly import hourly
+
+    assert getattr(importlib.import_module(module), function) is hourly
     assert set(deployment["parameters"]) == {"config_path"}
 
 
