@@ -8,7 +8,7 @@ them, plus Binance funding), then times, with the hedges of benchmarks/backtest.
 2021-12-01 → 2023-11-30 (17,496 hours):
 
 - core: `run_policies` on legs already in memory (min-variance targets, three policies, costs);
-- shell: `hedgewatch hedges backtest`'s path for each hedge (DuckDB read included);
+- shell: the same from the database (`backtest_many`: one DuckDB read for the five hedges);
 - reference (with --reference, minutes): `hedgewatch.transforms.hedgelab.reference`, the plain
   per-hour loop (least squares per hour), on the same legs; results compared with the core's;
 - stress: every scenario (shipped + config) on every hedge, DuckDB reads included.
@@ -35,7 +35,7 @@ from hedgewatch.transforms.hedgelab import run_policies  # noqa: E402
 from hedgewatch.transforms.hedgelab.reference import reference_run  # noqa: E402
 
 from hedgewatch.hedgelab import (  # noqa: E402
-    backtest,
+    backtest_many,
     cost_model,
     hedge_book,
     hedge_settings,
@@ -104,8 +104,7 @@ def main() -> None:
         shell = []
         for _ in range(args.repeat):
             t = time.perf_counter()
-            for name in names:
-                backtest(store, settings, name, START, END)
+            backtest_many(store, settings, names, START, END)
             shell.append(time.perf_counter() - t)
         print(f"{len(names)} hedges x {len(chosen)} policies, {hours} hours each")
         print(f"core  (in memory): median {statistics.median(core):.3f} s, best {min(core):.3f} s")

@@ -298,33 +298,55 @@ def backtest(
     kinds: Sequence[str] | None = None,
 ) -> Backtest:
     """Every chosen policy over [start, end), the target's estimation window loaded before it."""
-    hedge = hedge_settings(settings, name)
+    result = backtest_many(store, settings, [name], start, end, kinds)[name]
+    if isinstance(result, LabError):
+        raise result
+    return result
+
+
+def backtest_many(
+    store: Store,
+    settings: Settings,
+    names: Sequence[str],
+    start: datetime,
+    end: datetime,
+    kinds: Sequence[str] | None = None,
+) -> dict[str, Backtest | LabError]:
+    """`backtest` for several hedges from one read of the stored history."""
+    hedges = [hedge_settings(settings, name) for name in names]
     chosen = policies(settings, kinds)
     warmup = max(p.window_hours for p in chosen) * HOUR * _WARMUP
-    legs = load_legs(store, settings, hedge, start - warmup, end)
-    first = _index(legs, start)
-    # Trading starts at `start`: before it, the legs only feed the estimates.
-    lead = _cut(legs, first)
-    if not np.isfinite(lead.base.close).any() or not np.isfinite(lead.hedge.close).any():
-        raise LabError(
-            f"hedge {name!r}: no stored candles of both legs in {start:%Y-%m-%d %H:%M} – "
-            f"{end:%Y-%m-%d %H:%M} UTC (backfill or import them first)"
+    many = load_many_legs(store, settings, hedges, start - warmup, end)
+    out: dict[str, Backtest | LabError] = {}
+    for hedge in hedges:
+        name = hedge.name
+        legs = many[name]
+        first = _index(legs, start)
+        # Trading starts at `start`: before it, the legs only feed the estimates.
+        lead = _cut(legs, first)
+        if not np.isfinite(lead.base.close).any() or not np.isfinite(lead.hedge.close).any():
+            out[name] = LabError(
+                f"hedge {name!r}: no stored candles of both legs in {start:%Y-%m-%d %H:%M} – "
+                f"{end:%Y-%m-%d %H:%M} UTC (backfill or import them first)"
+            )
+            continue
+        costs = cost_model(settings, hedge)
+        base_price = float(lead.base.close[np.isfinite(lead.base.close)][0])
+        book = hedge_book(settings, hedge, base_price)
+        try:
+            sims = run_policies(book, legs.base, legs.hedge, costs, chosen, start_at=first)
+        except ValueError as exc:
+            out[name] = LabError(f"hedge {name!r}: {exc}")
+            continue
+        out[name] = Backtest(
+            hedge=name,
+            start=start,
+            end=end,
+            times=legs.times,
+            simulations=sims,
+            metrics=[policy_metrics(s) for s in sims],
         )
-    costs = cost_model(settings, hedge)
-    base_price = float(lead.base.close[np.isfinite(lead.base.close)][0])
-    book = hedge_book(settings, hedge, base_price)
-    try:
-        sims = run_policies(book, legs.base, legs.hedge, costs, chosen, start_at=first)
-    except ValueError as exc:
-        raise LabError(f"hedge {name!r}: {exc}") from None
-    return Backtest(
-        hedge=name,
-        start=start,
-        end=end,
-        times=legs.times,
-        simulations=sims,
-        metrics=[policy_metrics(s) for s in sims],
-    )
+    return out
 
 
 def _cut(legs: Legs, first: int) -> Legs:

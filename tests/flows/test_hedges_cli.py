@@ -254,3 +254,27 @@ def test_report_charts_each_hedge_against_its_unhedged_position(lab: Path, tmp_p
     for hedge in ("luna-vs-btc-perp", "btc-vs-eth-perp", "btc-vs-btcdown"):
         assert f"{hedge}: policies against the unhedged position" in page
     assert page.count("min-variance target") == 3 and "band 25% ratio" in page
+
+
+def test_a_missing_quote_volume_is_close_times_volume(lab: Path, tmp_path: Path) -> None:
+    # The replay exchange sends "0" for a quote volume its files lack; slippage must not read
+    # that as a market without volume.
+    from hedgewatch.hedgelab import hedge_settings, load_legs
+
+    settings = load_settings(lab)
+    hedge = hedge_settings(settings, "btc-vs-eth-perp")
+    with Store.open(settings.storage.database, read_only=True) as store:
+        before = load_legs(store, settings, hedge, datetime(2022, 5, 1, tzinfo=UTC),
+                           datetime(2022, 5, 1, 3, tzinfo=UTC))  # fmt: skip
+    database = tmp_path / "zero.duckdb"
+    row = {
+        "venue": "binance", "market": "spot", "symbol": "BTCUSDT", "interval": "1h",
+        "open_time": datetime(2022, 5, 1, 1, tzinfo=UTC), "open": 1.0, "high": 1.0, "low": 1.0,
+        "close": 38_000.0, "volume": 2.0, "quote_volume": 0.0, "trades": 0,
+    }  # fmt: skip
+    with Store.open(database) as store:
+        store.upsert_candles(pl.DataFrame([row], schema=CANDLE_SCHEMA))
+        legs = load_legs(store, settings, hedge, datetime(2022, 5, 1, tzinfo=UTC),
+                         datetime(2022, 5, 1, 3, tzinfo=UTC))  # fmt: skip
+    assert legs.base.quote_volume[1] == pytest.approx(76_000.0)
+    assert before.base.quote_volume[1] > 0

@@ -118,6 +118,7 @@ def backtest_command(
 
 
 def _backtest_table(settings: Settings, result: Any) -> str:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -128,7 +129,7 @@ def _backtest_table(settings: Settings, result: Any) -> str:
     metrics = result.metrics
     base, leg = hedge.legs
     lab = settings.hedge_lab
-    table = Table("", *[m.policy for m in metrics], "unhedged", show_lines=False)
+    table = Table("", *[m.policy for m in metrics], "unhedged", box=box.SIMPLE_HEAD)
     unhedged = {
         "max_drawdown": metrics[0].unhedged_max_drawdown,
         "pnl_hedged": metrics[0].pnl_unhedged,
@@ -270,6 +271,7 @@ def _window_scenario(window: str, shock_corr: float, vol_mult: float) -> Scenari
 
 
 def _stress_table(rows: list[dict[str, Any]]) -> str:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -284,6 +286,7 @@ def _stress_table(rows: list[dict[str, Any]]) -> str:
         "effectiveness",
         "ratio start→end",
         "min-var ratio",
+        box=box.SIMPLE_HEAD,
     )
     for row in rows:
         if "error" in row:
