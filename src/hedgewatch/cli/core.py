@@ -77,11 +77,18 @@ def query(
     ] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
     wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.001, max=86400.0, help="Interrupt the query after this many seconds."),
+    ] = 300.0,
 ) -> None:
-    """Run read-only SQL on the DuckDB file and print the result."""
-    import duckdb
+    """Run one read-only statement on the DuckDB file and print the result.
 
-    from hedgewatch.storage.store import StoreBusy, StoreError, connect
+    The connection reads nothing but the database: no files, no extensions, no settings;
+    other statements are refused with exit code 2. Ctrl-C or --timeout interrupts it.
+    """
+    from hedgewatch.storage.query import QueryInterrupted, QueryTimeout, open_locked, run_locked
+    from hedgewatch.storage.store import StoreBusy, StoreError
 
     if (sql is None) == (file is None):
         raise fail("give the SQL as an argument, or with --file (not both)", 2)
@@ -104,22 +111,24 @@ def query(
 
     waiting.told = False  # type: ignore[attr-defined]
     try:
-        con = connect(path, read_only=True, timeout_s=wait, on_wait=waiting)
+        con = open_locked(path, timeout_s=wait, on_wait=waiting)
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
     try:
-        relation = con.sql(sql)
-        if relation is None:
-            return
-        columns = relation.columns
-        rows = relation.fetchall()
-    except duckdb.Error as exc:
-        raise fail(f"query failed: {exc}", 2) from None
+        result = run_locked(con, sql, timeout_s=timeout)
+    except QueryInterrupted as exc:
+        raise fail(str(exc), 130) from None
+    except QueryTimeout as exc:
+        raise fail(str(exc), 2) from None
+    except StoreError as exc:
+        raise fail(str(exc), 2) from None
     finally:
         con.close()
-    typer.echo(format_rows(columns, rows, fmt), nl=False)
+    if not result.columns:
+        return
+    typer.echo(format_rows(result.columns, result.rows, fmt), nl=False)
 
 
 @app.command()
