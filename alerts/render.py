@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import jinja2
 from hedgewatch.alerts.state import AlertEvent
+from jinja2.sandbox import SandboxedEnvironment
 
 ChannelKind = Literal["email", "slack", "file", "webhook"]
 
@@ -189,7 +190,8 @@ def _environment(template_dir: Path | None, slack: bool) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("hedgewatch.alerts", "templates")]
     if template_dir is not None:
         loaders.insert(0, jinja2.FileSystemLoader(str(template_dir)))
-    env = jinja2.Environment(
+    # Sandboxed: a user template reaches its variables and filters, never Python internals.
+    env = SandboxedEnvironment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=("html.j2", "html", "htm", "xml"),

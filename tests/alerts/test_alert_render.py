@@ -211,3 +211,18 @@ def test_a_z_breach_shows_the_z_against_its_threshold_and_the_level_beside_it() 
     assert isinstance(payload, dict)
     [row] = payload["events"]
     assert (row["value"], row["threshold"], row["arm"]) == (6.2, 5.0, "z")
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ joiner.__init__.__globals__.os.environ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ events[0].__class__.__init__.__globals__ }}",
+    ],
+)
+def test_user_templates_are_sandboxed_from_python_internals(tmp_path: Path, attack: str) -> None:
+    (tmp_path / "file.md.j2").write_text(attack)
+    with pytest.raises(RenderError, match=r"unsafe|has no attribute|undefined"):
+        render([event()], "file", template_dir=tmp_path)
