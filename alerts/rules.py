@@ -159,6 +159,9 @@ _NAME = re.compile(r"^[^|\s](?:[^|]*[^|\s])?$")
 _COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
+MAX_WINDOW_HOURS = 3660 * 24  # ten years: longer windows overflow dates
+
+
 def parse_window(window: str) -> int:
     """Window length in hours: '24h' -> 24, '7d' -> 168, '168h' -> 168."""
     match = _WINDOW.match(window)
@@ -167,6 +170,8 @@ def parse_window(window: str) -> int:
     hours = int(match.group(1)) * (24 if match.group(2).lower() == "d" else 1)
     if hours <= 0:
         raise ValueError(f"window must be longer than zero hours, got {window!r}")
+    if hours > MAX_WINDOW_HOURS:
+        raise ValueError(f"window must be at most {MAX_WINDOW_HOURS // 24}d, got {window!r}")
     return hours
 
 

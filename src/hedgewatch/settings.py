@@ -27,6 +27,11 @@ Market = Literal["spot", "perp"]
 SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
 SECRET_BLOCK_SUFFIX = "_secret_block"  # noqa: S105 (a key suffix, not a secret)
 SecretLoader = Callable[[str], str]
+# Bounds past which a run would overflow a date or wait for ever: twenty years of history,
+# a year of catch-up hours, an hour for any single network or lock wait.
+MAX_DAYS = 20 * 366
+MAX_HOURS = 366 * 24
+MAX_TIMEOUT_S = 3600.0
 
 
 class ConfigError(Exception):
@@ -39,7 +44,7 @@ class _Model(BaseModel):
 
 class StorageSettings(_Model):
     database: Path = Path("var/hedgewatch.duckdb")
-    lock_timeout_s: float = Field(default=30.0, gt=0)
+    lock_timeout_s: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 class FeeSettings(_Model):
@@ -55,7 +60,7 @@ class VenueSettings(_Model):
     # kind = "ccxt": the ccxt exchange id (needs the hedgewatch[ccxt] extra); symbols are ccxt's.
     exchange: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$")
     base_urls: dict[Market, str] | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
     max_attempts: int = Field(default=6, ge=1, le=10)
     enabled: bool = True
     # What the hedge lab charges per trade on this venue; an instrument may override it.
@@ -240,20 +245,20 @@ class SilenceSettings(_Model):
 
 
 class AlertSettings(_Model):
-    catch_up_hours: int = Field(default=24, ge=1)
+    catch_up_hours: int = Field(default=24, ge=1, le=MAX_HOURS)
     template_dir: Path | None = None
     # Hours of each metric kept with an alert, drawn as its sparkline.
     sparkline_hours: int = Field(default=72, ge=0, le=24 * 31)
     # Delivery: attempts per notification within one run, and the first backoff between them.
     delivery_attempts: int = Field(default=3, ge=1, le=10)
-    delivery_backoff_s: float = Field(default=1.0, ge=0)
+    delivery_backoff_s: float = Field(default=1.0, ge=0, le=MAX_TIMEOUT_S)
     rules: list[Rule] = []
     silences: list[SilenceSettings] = []
 
 
 class FetchSettings(_Model):
     history_start: datetime | None = None
-    backfill_days: int = Field(default=30, ge=1)
+    backfill_days: int = Field(default=30, ge=1, le=MAX_DAYS)
     max_workers: int = Field(default=4, ge=1, le=32)
 
     @field_validator("history_start")
@@ -273,8 +278,12 @@ class ScheduleSettings(_Model):
     deployment: str = Field(default="hourly", pattern=r"^[A-Za-z0-9_.-]+$")
     cron: str = "5 * * * *"  # a few minutes past the hour, once the hourly candle has closed
     timezone: str = "UTC"
-    run_timeout_s: float = Field(default=3300.0, gt=0)  # a whole scheduled run, under the hour
-    step_timeout_s: float = Field(default=900.0, gt=0)  # each database step and the delivery
+    run_timeout_s: float = Field(
+        default=3300.0, gt=0, le=24 * 3600
+    )  # a whole scheduled run, under the hour
+    step_timeout_s: float = Field(
+        default=900.0, gt=0, le=24 * 3600
+    )  # each database step and the delivery
 
     @field_validator("cron")
     @classmethod
@@ -349,15 +358,7 @@ class Settings(_Model):
             for member in basket.members:
                 if member not in known:
                     raise ValueError(f"baskets.{n}.members: unknown instrument {member!r}")
-        hedge_names = {h.name for h in self.hedges}
-        subjects = {
-            "hedge_decoupling": hedge_names,
-            "hedge_ratio_drift": hedge_names,
-            "hedge_effectiveness": hedge_names,
-            "correlation_spike": {b.name for b in self.baskets},
-            "market_stress": {b.name for b in self.baskets},
-            "data_staleness": known,
-        }
+        subjects = self.subjects_by_kind()
         windows = set(self.metrics.window_hours)
         _unique("alerts.rules", "name", [r.name for r in self.alerts.rules])
         for n, rule in enumerate(self.alerts.rules):
@@ -386,7 +387,43 @@ class Settings(_Model):
         for n, silence in enumerate(self.alerts.silences):
             if silence.rule not in names:
                 raise ValueError(f"alerts.silences.{n}.rule: unknown rule {silence.rule!r}")
+            known_subjects = self.silence_subjects(silence.rule)
+            if (
+                silence.subject != "*"
+                and known_subjects is not None
+                and (silence.subject not in known_subjects)
+            ):
+                raise ValueError(
+                    f"alerts.silences.{n}.subject: unknown subject {silence.subject!r} "
+                    f"for rule {silence.rule!r}"
+                )
         return self
+
+    def subjects_by_kind(self) -> dict[str, set[str]]:
+        """The subjects each rule kind can name: hedges, baskets or instruments."""
+        hedge_names = {h.name for h in self.hedges}
+        basket_names = {b.name for b in self.baskets}
+        return {
+            "hedge_decoupling": hedge_names,
+            "hedge_ratio_drift": hedge_names,
+            "hedge_effectiveness": hedge_names,
+            "correlation_spike": basket_names,
+            "market_stress": basket_names,
+            "data_staleness": {i.id for i in self.instruments},
+        }
+
+    def silence_subjects(self, rule: str) -> set[str] | None:
+        """Subjects a silence of `rule` ('*': any rule) can name; None: any (a flow's name)."""
+        by_kind = self.subjects_by_kind()
+        kinds = (
+            list(by_kind) if rule == "*" else [r.kind for r in self.alerts.rules if r.name == rule]
+        )
+        if "pipeline_failure" in kinds:
+            return None
+        found: set[str] = set()
+        for kind in kinds:
+            found |= by_kind.get(kind, set())
+        return found
 
     @model_validator(mode="after")
     def _metrics_resolve(self) -> Settings:

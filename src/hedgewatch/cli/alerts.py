@@ -29,6 +29,7 @@ alerts_app = typer.Typer(help="Alert state, silences and test notifications.", n
 app.add_typer(alerts_app, name="alerts")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhd])\s*$")
+MAX_AHEAD_DAYS = 366  # a silence longer than a year is a rule to change, not a silence
 
 
 def parse_time(text: str, option: str) -> datetime:
@@ -36,7 +37,10 @@ def parse_time(text: str, option: str) -> datetime:
     match = _DURATION.match(text)
     if match:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return datetime.now(UTC) + timedelta(**{unit: int(match.group(1))})
+        amount = int(match.group(1))
+        if amount > MAX_AHEAD_DAYS * {"minutes": 24 * 60, "hours": 24, "days": 1}[unit]:
+            raise fail(f"{option}: {text!r} is more than {MAX_AHEAD_DAYS} days ahead", 2)
+        return datetime.now(UTC) + timedelta(**{unit: amount})
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -132,13 +136,20 @@ def silence(
 ) -> None:
     """Record but do not send events of RULE for SUBJECT until a time."""
     ends = parse_time(until, "--until")
-    if ends <= datetime.now(UTC):
+    now = datetime.now(UTC)
+    if ends <= now:
         raise fail("--until: the silence would already be over", 2)
+    if ends > now + timedelta(days=MAX_AHEAD_DAYS):
+        raise fail(f"--until: more than {MAX_AHEAD_DAYS} days ahead", 2)
     settings = _settings(config)
     names = {r.name for r in settings.alerts.rules}
     if rule != "*" and rule not in names:
         known = ", ".join(sorted(names)) or "none configured"
         raise fail(f"unknown rule {rule!r} (rules: {known})", 2)
+    subjects = settings.silence_subjects(rule)
+    if subject != "*" and subjects is not None and subject not in subjects:
+        known = ", ".join(sorted(subjects)) or "none configured"
+        raise fail(f"unknown subject {subject!r} for rule {rule!r} (subjects: {known})", 2)
     with _store(config) as (_, store):
         store.con.execute(
             "INSERT OR REPLACE INTO alert_silences VALUES ($r, $s, $u, $why, now())",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -54,12 +55,34 @@ def run(config: ConfigOption = DEFAULT_CONFIG) -> None:
 def check_config(config: ConfigOption = DEFAULT_CONFIG) -> None:
     """Validate the config file and print what it watches."""
     settings = _settings(config)
+    problem = _unwritable(settings.storage.database.parent)
+    if problem:
+        raise fail(
+            f"{config}: storage.database: cannot write in {settings.storage.database.parent} "
+            f"({problem})",
+            2,
+        )
     typer.echo(
         f"{config}: ok — {len(settings.instruments)} instruments on "
         f"{len(settings.venues)} venue(s), "
         f"{len(settings.hedges)} hedges, {len(settings.baskets)} baskets, "
         f"{len(settings.alerts.rules)} rules, {len(settings.channels)} channels"
     )
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why a database could not be created in `folder` (it or its nearest existing parent)."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 @app.command()
