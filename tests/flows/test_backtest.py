@@ -47,32 +47,34 @@ def backtest(database: Path, *extra: str) -> list[dict[str, object]]:
     return [{"text": result.output}]
 
 
-def test_luna_crash_fires_a_correlation_spike_and_a_hedge_alert(history: Path) -> None:
+def test_luna_crash_fires_market_stress_and_a_hedge_alert(history: Path) -> None:
     rows = backtest(history, "--format", "jsonl")
     events = [r for r in rows if r["type"] == "event"]
-    spikes = [
+    stress = [
         e
         for e in events
-        if e["rule"] == "correlation-spike"
+        if e["rule"] == "market-stress"
         and e["state"] == "firing"
         and "2022-05-09" <= str(e["ts"]) < "2022-05-13"
     ]
-    assert spikes, events
+    assert stress, events
+    # Every basket alert lists the members its value was computed on.
+    assert all(e["members"] == "BTC,ETH,BNB,SOL,ADA,XRP,AVAX,DOT" for e in stress)
     hedges = [e for e in events if str(e["rule"]).startswith("hedge-") and e["state"] == "firing"]
     assert any(e["subject"] == "luna-vs-btc-perp" for e in hedges)
     # LUNA's spot market stops on 2022-05-13: its series goes stale within hours.
     stale = [e for e in events if e["rule"] == "data-staleness" and e["state"] == "firing"]
     assert [(e["subject"], str(e["ts"])[:10]) for e in stale] == [("LUNA", "2022-05-13")]
     summaries = {r["rule"]: r for r in rows if r["type"] == "summary"}
-    assert summaries["correlation-spike"]["episodes"] >= 1
-    assert set(summaries) >= {"hedge-decoupling", "correlation-spike", "data-staleness"}
+    assert summaries["market-stress"]["episodes"] >= 1
+    assert set(summaries) >= {"hedge-decoupling", "market-stress", "data-staleness"}
     # Replaying twice gives the same events: nothing is stored, nothing depends on the clock.
     assert rows == backtest(history, "--format", "jsonl")
 
 
 def test_table_output_lists_events_and_a_summary(history: Path) -> None:
     [out] = backtest(history)
-    assert "correlation-spike" in str(out["text"]) and "per month" in str(out["text"])
+    assert "market-stress" in str(out["text"]) and "per month" in str(out["text"])
 
 
 def test_backtest_reads_only(history: Path) -> None:
@@ -131,9 +133,10 @@ def test_scorecard_against_labelled_events(history: Path, tmp_path: Path) -> Non
     doc = json.loads(str(out["text"]))
     card = doc["scorecard"]
     luna, hedge = card["events"]
-    # The correlation spike fires on 2022-05-10 22:00 (the 24h window is slow): lag 46 h.
+    # The basket's 12h drawdown passes 4 typical moves at 2022-05-09 10:00: lag 10 h from the
+    # labelled midnight (the development events move this onset to 10:00).
     first = luna["first_alert"]
-    assert luna["alerted"] and first["rule"] in {"correlation-spike", "absorption-spike"}
+    assert luna["alerted"] and first["rule"] == "market-stress"
     assert (
         luna["lag_hours"]
         == (
@@ -143,8 +146,8 @@ def test_scorecard_against_labelled_events(history: Path, tmp_path: Path) -> Non
     )
     assert not luna["caught"] and luna["lag_hours"] > 6
     assert first["arm"] in {"level", "z", "critical"} and first["n_obs"] >= 12
-    assert first["window"] == "24h"
-    assert {p["rule"] for p in luna["peaks"]} >= {"correlation-spike"}
+    assert first["window"] == "12h" and luna["lag_hours"] == 10
+    assert {p["rule"] for p in luna["peaks"]} >= {"market-stress"}
     assert hedge["alerted"] and hedge["first_alert"]["subject"] == "luna-vs-btc-perp"
     # May 2022 holds both windows: an event month; the range has no calm month.
     assert [(m["month"], m["calm"]) for m in card["months"]] == [("2022-05", False)]
@@ -158,60 +161,57 @@ def test_scorecard_against_labelled_events(history: Path, tmp_path: Path) -> Non
     # The table names each event, its lag and the calm-month totals.
     [out] = backtest(history, "--events", str(events), "--within", "48")
     text = str(out["text"])
-    assert "LUNA/UST collapse" in text and "+46" in text and "2/2 within 48 h" in text
+    assert "LUNA/UST collapse" in text and "+10" in text and "2/2 within 48 h" in text
 
 
 def test_sweep_scores_each_grid_point(history: Path, tmp_path: Path) -> None:
     events = tmp_path / "events.csv"
     events.write_text(
-        "name,kind,subject,onset\nLUNA,market,majors,2022-05-09T00:00Z\n", encoding="utf-8"
+        "name,kind,subject,onset\nLUNA,market,majors,2022-05-09T10:00Z\n", encoding="utf-8"
     )
     [out] = backtest(
         history,
         "--events",
         str(events),
         "--rule",
-        "correlation-spike",
+        "market-stress",
         "--sweep",
-        "correlation-spike.fire_above=0.8,0.93,0.95,0.99",
+        "market-stress.fire_above=1.5,4,5,20",
         "--sweep",
-        "correlation-spike.for_hours=1,2",
+        "market-stress.for_hours=1,3",
         "--format",
         "json",
     )
     rows = json.loads(str(out["text"]))["sweep"]
-    assert [
-        (r["correlation-spike.fire_above"], r["correlation-spike.for_hours"]) for r in rows
-    ] == [
-        (0.8, 1),
-        (0.8, 2),
-        (0.93, 1),
-        (0.93, 2),
-        (0.95, 1),
-        (0.95, 2),
-        (0.99, 1),
-        (0.99, 2),
+    assert [(r["market-stress.fire_above"], r["market-stress.for_hours"]) for r in rows] == [
+        (1.5, 1),
+        (1.5, 3),
+        (4, 1),
+        (4, 3),
+        (5, 1),
+        (5, 3),
+        (20, 1),
+        (20, 3),
     ]
-    by = {(r["correlation-spike.fire_above"], r["correlation-spike.for_hours"]): r for r in rows}
-    # Impossible rules are reported, not scored: 0.8 is below clear_below (0.88), 0.99 beyond
-    # critical_at (0.96).
-    assert "clear_below" in by[(0.8, 1)]["error"] and "critical_at" in by[(0.99, 2)]["error"]
-    # A higher threshold never alerts sooner; a longer for_hours neither.
-    assert by[(0.93, 1)]["alerted"] == by[(0.95, 1)]["alerted"] == 1
-    assert by[(0.93, 1)]["median_lag_hours"] <= by[(0.95, 1)]["median_lag_hours"]
-    assert by[(0.93, 1)]["median_lag_hours"] < by[(0.93, 2)]["median_lag_hours"]
-    # The config's own values (0.93, 2) give the plain scorecard's lag.
-    [plain] = backtest(
-        history, "--events", str(events), "--rule", "correlation-spike", "-f", "json"
-    )
+    by = {(r["market-stress.fire_above"], r["market-stress.for_hours"]): r for r in rows}
+    # Impossible rules are reported, not scored: 1.5 is below clear_below (2).
+    assert "clear_below" in by[(1.5, 1)]["error"]
+    # A higher threshold never alerts sooner; a longer for_hours neither; 20 typical moves
+    # is more than the crash ever fell in 12 hours (12.5 at most).
+    assert by[(4, 1)]["alerted"] == by[(5, 1)]["alerted"] == 1
+    assert by[(4, 1)]["median_lag_hours"] <= by[(5, 1)]["median_lag_hours"]
+    assert by[(4, 1)]["median_lag_hours"] < by[(4, 3)]["median_lag_hours"]
+    assert by[(20, 1)]["alerted"] == 0
+    # The config's own values (4, 1) give the plain scorecard's lag.
+    [plain] = backtest(history, "--events", str(events), "--rule", "market-stress", "-f", "json")
     [luna] = json.loads(str(plain["text"]))["scorecard"]["events"]
-    assert luna["lag_hours"] == by[(0.93, 2)]["median_lag_hours"]
+    assert luna["lag_hours"] == by[(4, 1)]["median_lag_hours"] == 0
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--sweep", "correlation-spike.fire_above=0.9"], "needs --events"),
+        (["--sweep", "market-stress.fire_above=5"], "needs --events"),
         (["--events", "missing.toml"], "cannot read"),
         (["--rule", "nope"], "no rule named"),
     ],

@@ -36,7 +36,7 @@ def test_demo_fires_through_the_crash_and_is_repeatable(
 
     crash = (datetime(2022, 5, 9, tzinfo=UTC), datetime(2022, 5, 13, tzinfo=UTC))
     firing = [(ts, rule, subject) for ts, kind, rule, subject, *_ in first if kind == "firing"]
-    assert any(rule == "correlation-spike" and crash[0] <= ts < crash[1] for ts, rule, _ in firing)
+    assert any(rule == "market-stress" and crash[0] <= ts < crash[1] for ts, rule, _ in firing)
     assert any(subject == "luna-vs-btc-perp" for _, _, subject in firing)
 
     outbox = tmp_path / "one" / "outbox"

@@ -19,7 +19,7 @@ from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow
 
-SPIKE_SEEN = datetime(2022, 5, 11, 12, 5, tzinfo=UTC)  # the majors' correlation spike has fired
+SPIKE_SEEN = datetime(2022, 5, 11, 12, 5, tzinfo=UTC)  # market stress on the majors has fired
 LUNA_BROKEN = datetime(2022, 5, 13, 0, 5, tzinfo=UTC)  # the LUNA hedge has decoupled
 DATA_TABLES = (
     "candles",
@@ -95,7 +95,7 @@ def test_hourly_flow_fetches_computes_alerts_and_delivers(
     fired = {
         (a["rule"], a["subject"]) for a in first.alerts + second.alerts if a["kind"] == "firing"
     }
-    assert ("correlation-spike", "majors") in fired
+    assert ("market-stress", "majors") in fired
     assert ("hedge-decoupling", "luna-vs-btc-perp") in fired
 
     database = tmp_path / "hedgewatch.duckdb"

@@ -53,8 +53,8 @@ def metrics_db(tmp_path: Path) -> tuple[Settings, Path]:
             {"m": members},
         ).fetchall()
         for key, rule, subject, hour, kind in [
-            ("k1", "correlation-spike", "majors", 10, "firing"),
-            ("k2", "correlation-spike", "majors", 30, "resolved"),
+            ("k1", "market-stress", "majors", 10, "firing"),
+            ("k2", "market-stress", "majors", 30, "resolved"),
             ("k3", "hedge-decoupling", "luna-vs-btc-perp", 40, "firing"),
             ("k4", "hedge-decoupling", NASTY, 41, "firing"),
         ]:
@@ -95,10 +95,12 @@ def test_the_report_has_every_section_and_needs_no_network(
         assert f"<h2>{heading}</h2>" in html
     assert html.count("Plotly.newPlot(") == FIGURES
     rules = {rule.name: rule for rule in settings.alerts.rules}
-    decoupling, spike = rules["hedge-decoupling"], rules["correlation-spike"]
-    assert f"(24h) fires above {decoupling.fire_threshold:+.2f}" in html  # on each hedge
-    assert f"(24h) clears below {decoupling.clear_threshold:+.2f}" in html
-    assert f"(24h) fires above {spike.fire_threshold:+.2f}" in html  # on market stress
+    # A rule's thresholds are drawn on the chart of the metric it watches: the absolute level
+    # on its hedge's correlation; the own-normal decoupling rule watches another metric.
+    level, own = rules["hedge-decoupling-level"], rules["hedge-decoupling"]
+    assert f"(24h) fires above {level.fire_threshold:+.2f}" in html
+    assert f"(24h) clears below {level.clear_threshold:+.2f}" in html
+    assert f"(24h) fires above {own.fire_threshold:+.2f}" not in html
     assert not re.search(r"<(script|link)[^>]+(src|href)=", html), "the page loads something"
     assert NASTY not in html and "&lt;/script&gt;&lt;script&gt;" in html
 

@@ -46,7 +46,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_example_config_is_valid_and_complete() -> None:
     settings = load_settings(EXAMPLE)
     assert {h.name for h in settings.hedges} >= {"luna-vs-btc-perp", "btc-vs-btcdown"}
-    assert settings.metrics.window_hours == [24, 168]
+    assert settings.metrics.window_hours == [12, 24, 168]
     assert settings.storage.database == (ROOT / "var" / "hedgewatch.duckdb").resolve()
 
 
