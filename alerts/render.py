@@ -7,6 +7,8 @@ Slack payloads are built as dicts here; templates only render their mrkdwn text,
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,19 +18,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+from hedgewatch.alerts.chart import line_chart_png
 from hedgewatch.alerts.state import AlertEvent
 from jinja2.sandbox import SandboxedEnvironment
 
-ChannelKind = Literal["email", "slack", "file", "webhook"]
+ChannelKind = Literal["email", "slack", "file", "webhook", "pagerduty"]
+# Body templates of the webhook channel's ready presets (a user's `template` replaces them).
+WEBHOOK_PRESETS = {"discord": "webhook.discord.json.j2", "telegram": "webhook.telegram.json.j2"}
+PAGERDUTY_SEVERITIES = {"critical": "critical", "warning": "warning", "info": "info"}
 
 TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
     "email": ("email.subject.j2", "email.txt.j2", "email.html.j2"),
     "slack": ("slack.header.j2", "slack.event.j2", "slack.text.j2"),
     "file": ("file.subject.j2", "file.md.j2"),
     "webhook": ("file.subject.j2", "email.txt.j2"),
+    "pagerduty": ("file.subject.j2",),
 }
 # Block Kit limits: https://api.slack.com/reference/block-kit/blocks
 SLACK_MAX_BLOCKS = 50
+# Events shown as attachments in one Slack message; the rest are counted ("…and N more").
+SLACK_MAX_EVENTS = 20
 SLACK_MAX_SECTION_CHARS = 3000
 SLACK_MAX_HEADER_CHARS = 150
 SLACK_MAX_TEXT_CHARS = 3000
@@ -58,6 +67,9 @@ _EXTRA_NUMBERS = (
     "fetch_errors",
 )
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# One colour per severity (and green for a resolved alert), in the email card and Slack's bar.
+SEVERITY_COLOURS = {"critical": "#b91c1c", "warning": "#b45309", "info": "#1d4ed8"}
+RESOLVED_COLOUR = "#15803d"
 _HEDGE_NUMBERS = ("beta", "min_var_ratio", "held_ratio", "ratio_drift", "effectiveness")
 
 
@@ -73,6 +85,18 @@ class Rendered:
     text: str
     html: str | None = None
     payload: dict[str, Any] | None = None
+    # Pictures the HTML refers to as `cid:<content id>` (PNG bytes): attached to the email.
+    images: tuple[tuple[str, bytes], ...] = ()
+
+    def html_inline(self) -> str | None:
+        """The HTML with every `cid:` picture as a data URI, to open as a file in a browser."""
+        if self.html is None:
+            return None
+        html = self.html
+        for cid, png in self.images:
+            data = base64.b64encode(png).decode("ascii")
+            html = html.replace(f'src="cid:{cid}"', f'src="data:image/png;base64,{data}"')
+        return html
 
 
 def render(
@@ -81,17 +105,22 @@ def render(
     *,
     template_dir: Path | None = None,
     context: Mapping[str, Any] | None = None,
+    body_template: str | None = None,
 ) -> Rendered:
     """Render one digest of `events` (most urgent first) for `channel_kind`.
 
     `context` adds variables for (user) templates, e.g. `title`; names used by the default
-    templates (`events`, `counts`, `hour`) take precedence.
+    templates (`events`, `counts`, `hour`) take precedence. For a webhook, `body_template` names
+    a template that renders the JSON body (a preset's or the user's); without one the body is
+    the generic JSON digest. For PagerDuty the payload holds one Events v2 body per event,
+    without the routing key (the channel adds it when sending).
     """
     if not events:
         raise ValueError("render needs at least one event")
     if channel_kind not in TEMPLATE_NAMES:
         raise ValueError(
-            f"unknown channel kind {channel_kind!r}; expected email, slack, file or webhook"
+            f"unknown channel kind {channel_kind!r};"
+            " expected email, slack, file, webhook or pagerduty"
         )
     env = _environment(template_dir, channel_kind == "slack")
     views = [_event_view(e) for e in sorted(events, key=_urgency)]
@@ -102,14 +131,19 @@ def render(
         "hour": _utc_label(max(e.ts for e in events)),
     }
     if channel_kind == "email":
+        images = _attach_charts(views)
         return Rendered(
             subject=_one_line(_render(env, "email.subject.j2", variables)),
             text=_render(env, "email.txt.j2", variables),
             html=_render(env, "email.html.j2", variables),
+            images=images,
         )
     if channel_kind == "webhook":
         subject = _one_line(_render(env, "file.subject.j2", variables))
         text = _render(env, "email.txt.j2", variables)
+        if body_template is not None:
+            body = _render(env, body_template, {**variables, "subject": subject, "text": text})
+            return Rendered(subject=subject, text=text, payload=_json_body(body, body_template))
         payload = {
             "subject": subject,
             "hour": variables["hour"],
@@ -118,12 +152,74 @@ def render(
             "events": [_json_view(v) for v in views],
         }
         return Rendered(subject=subject, text=text, payload=payload)
+    if channel_kind == "pagerduty":
+        subject = _one_line(_render(env, "file.subject.j2", variables))
+        source = str((context or {}).get("source") or "hedgewatch")
+        bodies = [_pagerduty_event(v, source) for v in views]
+        return Rendered(subject=subject, text=subject, payload={"events": bodies})
     if channel_kind == "file":
         return Rendered(
             subject=_one_line(_render(env, "file.subject.j2", variables)),
             text=_render(env, "file.md.j2", variables),
         )
     return _render_slack(env, variables, views)
+
+
+def _json_body(body: str, name: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RenderError(
+            f"template {name!r} did not render JSON: {exc.msg} (line {exc.lineno})"
+        ) from None
+    if not isinstance(payload, dict):
+        raise RenderError(f"template {name!r} must render a JSON object")
+    return payload
+
+
+def _pagerduty_event(view: dict[str, Any], source: str) -> dict[str, Any]:
+    """One Events v2 body (no routing key): resolve for a resolved alert, else trigger."""
+    if view["kind_name"] == "resolved":
+        return {"event_action": "resolve", "dedup_key": view["incident_key"]}
+    summary = f"{view['kind']} {view['rule']} / {view['subject']}: "
+    if view["rule_kind"] == "pipeline_failure":
+        summary += f"run {view['run_id']} failed: {view['message']}"
+    else:
+        summary += (
+            f"{view['metric']} {_signed(view['value'])} {view['comparison']} threshold "
+            f"{_signed(view['threshold'])}"
+        )
+    return {
+        "event_action": "trigger",
+        "dedup_key": view["incident_key"],
+        "payload": {
+            "summary": _truncate(" ".join(summary.split()), 1024),
+            "source": source,
+            "severity": PAGERDUTY_SEVERITIES.get(view["severity"], "info"),
+            "timestamp": view["ts"],
+            "component": view["subject"],
+            "group": view["rule"],
+            "class": view["rule_kind"] or "alert",
+            "custom_details": dict(view["fields"]),
+        },
+    }
+
+
+def _attach_charts(views: list[dict[str, Any]]) -> tuple[tuple[str, bytes], ...]:
+    """Draw each event's history as a PNG; the view gets the `cid:` its <img> shows."""
+    images: list[tuple[str, bytes]] = []
+    for view in views:
+        view["chart_src"] = None
+        history = view["history"]
+        if view["history_min"] is None:
+            continue
+        colour = view["colour"].lstrip("#")
+        rgb = (int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16))
+        png = line_chart_png(history, colour=rgb, threshold=view["chart_threshold"])
+        cid = f"chart-{len(images) + 1}@hedgewatch"
+        images.append((cid, png))
+        view["chart_src"] = f"cid:{cid}"
+    return tuple(images)
 
 
 def sparkline(values: Sequence[float | None]) -> str:
@@ -156,6 +252,8 @@ def _unescape_mrkdwn(text: str) -> str:
 def _render_slack(
     env: jinja2.Environment, variables: dict[str, Any], views: list[dict[str, Any]]
 ) -> Rendered:
+    """Header block, then one attachment per event: its colour bar is the severity (green when
+    resolved), its blocks the event's text and, under it, the history with its scale."""
     # The header is plain_text, shown literally: undo the escaping the Slack environment applied.
     header = _unescape_mrkdwn(_one_line(_render(env, "slack.header.j2", variables)))
     text = _truncate(_render(env, "slack.text.j2", variables).strip(), SLACK_MAX_TEXT_CHARS)
@@ -165,14 +263,32 @@ def _render_slack(
             "text": {"type": "plain_text", "text": _truncate(header, SLACK_MAX_HEADER_CHARS)},
         }
     ]
-    room = SLACK_MAX_BLOCKS - len(blocks)
-    shown = views if len(views) <= room else views[: room - 1]
+    shown = views if len(views) <= SLACK_MAX_EVENTS else views[: SLACK_MAX_EVENTS - 1]
+    attachments = []
     for view in shown:
         section = _render(env, "slack.event.j2", {**variables, "event": view}).strip()
-        blocks.append(
+        event_blocks: list[dict[str, Any]] = [
             {
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": _truncate(section, SLACK_MAX_SECTION_CHARS)},
+            }
+        ]
+        if view["sparkline"]:
+            scale = (
+                f"`{view['sparkline']}`  last {view['history_hours']} h · "
+                f"min {_num(view['history_min'])} · max {_num(view['history_max'])}"
+            )
+            event_blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": scale}]}
+            )
+        attachments.append(
+            {
+                "color": view["colour"],
+                "fallback": _truncate(
+                    escape_mrkdwn(f"{view['kind']} {view['rule']} / {view['subject']}"),
+                    SLACK_MAX_HEADER_CHARS,
+                ),
+                "blocks": event_blocks,
             }
         )
     if len(shown) < len(views):
@@ -182,7 +298,8 @@ def _render_slack(
                 "elements": [{"type": "mrkdwn", "text": f"…and {len(views) - len(shown)} more"}],
             }
         )
-    return Rendered(subject=header, text=text, payload={"text": text, "blocks": blocks})
+    payload = {"text": text, "blocks": blocks, "attachments": attachments}
+    return Rendered(subject=header, text=text, payload=payload)
 
 
 @lru_cache(maxsize=32)
@@ -208,6 +325,8 @@ def _environment(template_dir: Path | None, slack: bool) -> jinja2.Environment:
     env.filters["num"] = _num
     env.filters["signed"] = _signed
     env.filters["pct"] = _pct
+    env.filters["clip"] = _truncate
+    env.filters["clip_lines"] = _clip_lines
     return env
 
 
@@ -232,12 +351,13 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
     ctx = event.context
     has_hedge = any(k in ctx for k in _HEDGE_NUMBERS)
     hedge = {k: ctx.get(k) for k in _HEDGE_NUMBERS} if has_hedge else None
-    history = [v if isinstance(v, int | float) else None for v in ctx.get("history") or []]
+    history = [v if _finite(v) else None for v in ctx.get("history") or []]
     direction = ctx.get("direction", "above")
     opposite = "below" if direction == "above" else "above"
     extras = [(k, ctx[k]) for k in _EXTRA_NUMBERS if isinstance(ctx.get(k), int | float)]
     if isinstance(ctx.get("z"), int | float):
         extras = [(ctx.get("z_metric") or "z", ctx["z"])] + [e for e in extras if e[0] != "z"]
+    extras = _unique_names(extras)
     metric, value = ctx.get("metric", "value"), event.value
     arm = ctx.get("arm")
     if arm == "z" and event.kind != "resolved" and isinstance(ctx.get("z"), int | float):
@@ -245,9 +365,10 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         z_name = ctx.get("z_metric") or "z"
         extras = [(metric, event.value)] + [e for e in extras if e[0] != z_name]
         metric, value = f"{z_name} (baseline z)", ctx["z"]
+        extras = _unique_names(extras)
     elif arm == "no_data" and event.kind != "resolved":
         metric, value = "hours without data", event.threshold
-    return {
+    view: dict[str, Any] = {
         "rule": event.rule,
         "subject": event.subject,
         "kind_name": event.kind,
@@ -262,6 +383,11 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "message": ctx.get("message"),
         "run_id": ctx.get("run_id"),
         "breach": ctx.get("breach"),
+        "colour": RESOLVED_COLOUR
+        if event.kind == "resolved"
+        else SEVERITY_COLOURS.get(event.severity, SEVERITY_COLOURS["info"]),
+        "history": history,
+        "chart_threshold": event.threshold if arm not in ("z", "no_data") else None,
         "sparkline": sparkline(history),
         "history_hours": len(history),
         "history_min": min((v for v in history if v is not None), default=None),
@@ -278,15 +404,101 @@ def _event_view(event: AlertEvent) -> dict[str, Any]:
         "n_obs": ctx.get("n_obs"),
         "ci_low": ctx.get("ci_low"),
         "ci_high": ctx.get("ci_high"),
+        # "a to b", only when both ends are known numbers
+        "ci": f"{_signed(ctx['ci_low'])} to {_signed(ctx['ci_high'])}"
+        if _finite(ctx.get("ci_low")) and _finite(ctx.get("ci_high"))
+        else None,
         "n_pairs": ctx.get("n_pairs"),
-        "members": ctx.get("members") if isinstance(ctx.get("members"), str) else None,
+        "members": _members(ctx.get("members")),
         "hedge": hedge,
         "rebalance": _rebalance_view(ctx.get("rebalance")),
         "episode": event.episode,
         "hour": _utc_label(event.ts),
         "ts": event.ts.astimezone(UTC).isoformat(),
         "key": event.key,
+        # One incident per alert episode: its trigger, repeats and resolve share this key.
+        "incident_key": f"{event.rule}|{event.subject}|{event.episode}",
     }
+    low, high, limit = view["history_min"], view["history_max"], view["chart_threshold"]
+    if limit is None or low is None or not low <= limit <= high:
+        view["chart_threshold"] = None  # the chart draws a threshold only within its range
+    view["colour_int"] = int(str(view["colour"]).lstrip("#"), 16)
+    view["fields"] = _fields(view)
+    return view
+
+
+def _fields(view: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each of an event's details once, labelled, with unknown values left out: the rows of
+    Discord's embed, Telegram's message and PagerDuty's custom details."""
+    out: list[tuple[str, str]] = []
+    if view["rule_kind"] == "pipeline_failure":
+        out.append(("Run", f"{view['run_id']} failed: {view['message']}"))
+    else:
+        out.append((str(view["metric"]), _signed(view["value"])))
+        out.append(("Threshold", f"{view['comparison']} {_signed(view['threshold'])}"))
+        if view["rule_kind"] != "data_staleness" and view["window"]:
+            n_obs = view["n_obs"]
+            out.append(("Window", f"{view['window']}" + (f", {n_obs} obs" if n_obs else "")))
+        if view["ci"]:
+            out.append(("95% CI", view["ci"]))
+        if view["breach"] == "z":
+            out.append(("Breach", "on the baseline test, not the level"))
+        out.extend((name, _num(v)) for name, v in view["extras"])
+        hedge = view["hedge"]
+        if hedge:
+            out.append(("Held ratio", _num(hedge["held_ratio"])))
+            out.append(
+                (
+                    "Min-variance ratio",
+                    f"{_num(hedge['min_var_ratio'])} (drift {_signed(hedge['ratio_drift'])})",
+                )
+            )
+            out.append(("Beta", _num(hedge["beta"])))
+            out.append(("Effectiveness", _pct(hedge["effectiveness"])))
+        if view["rebalance"]:
+            out.append(("Rebalance", view["rebalance"]["text"]))
+        if view["n_pairs"] is not None:
+            out.append(("Basket", f"{view['n_pairs']} pairs"))
+        if view["members"]:
+            out.append(("Members", view["members"]))
+        if view["venue"]:
+            out.append(("Series", f"{view['venue']} {view['market']} {view['symbol']}"))
+            out.append(("Last candle", str(view["last_open_time"])))
+        if view["history_min"] is not None:
+            out.append(
+                (
+                    f"Last {view['history_hours']} h",
+                    f"{view['sparkline']} min {_num(view['history_min'])}"
+                    f" · max {_num(view['history_max'])}",
+                )
+            )
+    out.append(("Hour", f"{view['hour']}, episode {view['episode']}"))
+    if view["sql"]:
+        out.append(("Reproduce", view["sql"]))
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Each named number once (the first), e.g. break_z given both as the z and by name."""
+    seen: set[str] = set()
+    out = []
+    for name, value in pairs:
+        if name not in seen:
+            seen.add(name)
+            out.append((name, value))
+    return out
+
+
+def _members(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list | tuple) and value:
+        return ", ".join(str(v) for v in value)
+    return None
 
 
 def _rebalance_view(advice: Any) -> dict[str, Any] | None:
@@ -318,7 +530,11 @@ def _amount(value: Any) -> str:
 
 
 def _json_view(view: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in view.items() if k not in {"hedge", "extras", "kind"}}
+    out = {
+        k: v
+        for k, v in view.items()
+        if k not in {"hedge", "extras", "kind", "history", "chart_src", "chart_threshold", "fields"}
+    }
     out["kind"] = view["kind_name"]
     out.update(dict(view["extras"]))
     if view["hedge"]:
@@ -363,6 +579,20 @@ def _utc_label(ts: datetime) -> str:
 def _one_line(text: str) -> str:
     # Subjects and headers must not carry newlines (an email header injection vector).
     return _truncate(" ".join(text.split()), SUBJECT_MAX_CHARS)
+
+
+def _clip_lines(text: str, limit: int) -> str:
+    """Whole lines while they fit in `limit` characters, then "…" (keeps each line's markup)."""
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        if size + len(line) + 1 > limit - 2:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    return "\n".join(kept) + "\n…"
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -10,7 +10,7 @@ Timeouts come from `[schedule]`: each database step and the delivery get `step_t
 fetch runs in a worker thread, where Prefect cannot interrupt it, so it is bounded by the HTTP
 client's timeouts and attempts and by the run's `run_timeout_s` (set on the deployment).
 The database is opened only while a step reads or writes, never across network calls. A failed
-run sends a pipeline-failure alert (`flows/failure.py`).
+run sends a pipeline-failure alert (`hedgewatch.outbox.failure`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ from prefect.cache_policies import NO_CACHE
 
 from hedgewatch import pipeline
 from hedgewatch.fetching import VenueFetch, fetch_venue
+from hedgewatch.metrics_export import write_textfile
 from hedgewatch.outbox import deliver as delivering
 from hedgewatch.outbox.failure import on_flow_failure
 from hedgewatch.settings import Settings, VenueSettings, load_settings, utc_now
-from hedgewatch.storage.store import Store, StoreBusy
+from hedgewatch.storage.store import Store, StoreBusy, StoreError
 
 # Hours whose metrics must be recomputed, set before candles are written and cleared after the
 # metrics are: a run killed in between recomputes them next time.
@@ -260,6 +261,14 @@ def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     create_markdown_artifact(
         key="hedgewatch-run", markdown=run_markdown(summary), description="hedgewatch hourly run"
     )
+    textfile = settings.metrics_export.textfile
+    if textfile is not None:
+        try:
+            write_textfile(
+                settings.storage.database, textfile, timeout_s=settings.storage.lock_timeout_s
+            )
+        except (OSError, StoreError) as exc:  # the run itself went well: say so, do not fail it
+            _logger().warning("Prometheus textfile %s not written: %s", textfile, exc)
     return summary
 
 

@@ -6,9 +6,7 @@ Each step is a plain function over a `Store` and the settings; the Prefect flow 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,9 +17,10 @@ import polars as pl
 
 from hedgewatch.alerts.inhibit import holdings, inhibit
 from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
-from hedgewatch.alerts.state import AlertEvent, AlertState, advance
+from hedgewatch.alerts.state import AlertEvent, advance
 from hedgewatch.fetching import VenueFetch
 from hedgewatch.hedgelab import attach_rebalance
+from hedgewatch.outbox import queue as outbox
 from hedgewatch.settings import Settings
 from hedgewatch.storage.store import Store
 from hedgewatch.transforms.correlation import history_start, rolling_correlation_pairs
@@ -322,7 +321,7 @@ def evaluate(
     metric_rules = [r for r in rules if KINDS[r.kind].source in ("hedge", "basket")]
     stale_rules = [r for r in rules if r.kind == "data_staleness"]
     by_name = {rule.name: rule for rule in rules}
-    states, evaluated_at = load_states_with_times(store)
+    states, evaluated_at = outbox.load_states_with_times(store)
     firing_before = [key for key, state in states.items() if state.status == "firing"]
     events: list[AlertEvent] = []
     hedges = baskets = pl.DataFrame()
@@ -361,11 +360,9 @@ def evaluate(
         firing=firing_before,
         muted_episodes=muted_episodes(store),
     )
-    silenced, digests = plan_outbox(store, settings, events, by_name, run_id)
+    silenced, digests = outbox.plan_outbox(store, settings, events, by_name, run_id)
     with store.transaction():
-        save_states(store, states, evaluated_at)
-        save_events(store, events, silenced)
-        queue(store, digests, run_id)
+        outbox.record(store, events, silenced, digests, run_id, states, evaluated_at)
         if hours:
             store.set_cursor(EVALUATED_THROUGH, hours[-1])
     return EvaluateResult(hours=hours, events=events, deliveries=[k for k, _, _ in digests])
@@ -483,158 +480,3 @@ def freshness_frame(
             """,
             params={"at": at, "gap": gap_hours},
         ).pl()
-
-
-def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
-    """(rule, subject, until) from the config and the alert_silences table."""
-    rows = store.con.execute("SELECT rule, subject, until FROM alert_silences").fetchall()
-    return [(s.rule, s.subject, s.until) for s in settings.alerts.silences] + [
-        (rule, subject, until) for rule, subject, until in rows
-    ]
-
-
-def is_silenced(event: AlertEvent, silences: Iterable[tuple[str, str, datetime]]) -> bool:
-    return any(
-        rule in ("*", event.rule) and subject in ("*", event.subject) and event.ts < until
-        for rule, subject, until in silences
-    )
-
-
-def plan_outbox(
-    store: Store,
-    settings: Settings,
-    events: Sequence[AlertEvent],
-    rules: Mapping[str, Rule],
-    run_id: str,
-) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
-    """The events a silence or an inhibiting alert holds back, and one digest per channel for
-    the rest."""
-    silences = active_silences(store, settings)
-    silenced = {e.key for e in events if e.context.get("muted_by") or is_silenced(e, silences)}
-    return silenced, _digests([e for e in events if e.key not in silenced], rules, run_id)
-
-
-def queue(store: Store, digests: Sequence[tuple[str, str, list[str]]], run_id: str) -> None:
-    for key, channel, event_keys in digests:
-        store.con.execute(
-            "INSERT INTO deliveries (key, channel, event_keys, created_run) "
-            "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
-            {"k": key, "c": channel, "e": event_keys, "r": run_id},
-        ).fetchall()
-
-
-def _digests(
-    events: Sequence[AlertEvent], rules: Mapping[str, Rule], run_id: str
-) -> list[tuple[str, str, list[str]]]:
-    """One digest per channel: (delivery key, channel, event keys)."""
-    per_channel: dict[str, list[str]] = {}
-    for event in events:
-        rule = rules.get(event.rule)
-        for channel in rule.channels if rule is not None else []:
-            per_channel.setdefault(channel, []).append(event.key)
-    digests = []
-    for channel, keys in sorted(per_channel.items()):
-        digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
-        digests.append((f"{digest}|{channel}", channel, keys))
-    return digests
-
-
-_STATE_COLUMNS = (
-    "rule",
-    "subject",
-    "status",
-    "since",
-    "pending_since",
-    "last_fired_at",
-    "last_resolved_at",
-    "last_notified_at",
-    "last_value",
-    "episode",
-    "severity",
-    "no_data_since",
-    "clearing_since",
-    "last_breach_at",
-    "arm",
-)
-
-
-def load_states_with_times(
-    store: Store,
-) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:
-    rows = store.con.sql(
-        f"SELECT {', '.join(_STATE_COLUMNS)}, evaluated_at FROM alert_state"
-    ).fetchall()
-    states = {}
-    times = {}
-    for row in rows:
-        values = dict(zip(_STATE_COLUMNS, row[:-1], strict=True))
-        key = (values["rule"], values["subject"])
-        states[key] = AlertState(**values)
-        times[key] = row[-1]
-    return states, times
-
-
-def save_states(
-    store: Store,
-    states: Mapping[tuple[str, str], AlertState],
-    evaluated_at: Mapping[tuple[str, str], datetime] | datetime,
-) -> None:
-    for key, state in states.items():
-        at = evaluated_at if isinstance(evaluated_at, datetime) else evaluated_at.get(key)
-        if at is None:
-            continue
-        values = {c: getattr(state, c) for c in _STATE_COLUMNS}
-        values["evaluated_at"] = at
-        store.con.execute(
-            f"INSERT OR REPLACE INTO alert_state ({', '.join(values)}) VALUES"
-            f" ({', '.join('$' + c for c in values)})",
-            values,
-        ).fetchall()
-
-
-def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
-    quiet = set(silenced)
-    for event in events:
-        store.con.execute(
-            "INSERT INTO alert_events (key, rule, subject, ts, kind, value, threshold, severity,"
-            " episode, context, silenced) VALUES ($key, $rule, $subject, $ts, $kind, $value,"
-            " $threshold, $severity, $episode, $context, $silenced)"
-            " ON CONFLICT DO NOTHING",
-            {
-                "key": event.key,
-                "rule": event.rule,
-                "subject": event.subject,
-                "ts": event.ts,
-                "kind": event.kind,
-                "value": event.value,
-                "threshold": event.threshold,
-                "severity": event.severity,
-                "episode": event.episode,
-                "context": json.dumps(event.context, default=str, sort_keys=True),
-                "silenced": event.key in quiet,
-            },
-        ).fetchall()
-
-
-def load_events(store: Store, keys: Sequence[str]) -> list[AlertEvent]:
-    rows = store.con.sql(
-        "SELECT rule, subject, ts, kind, value, threshold, severity, episode, context"
-        " FROM alert_events WHERE list_contains($keys, key) ORDER BY ts, rule, subject",
-        params={"keys": list(keys)},
-    ).fetchall()
-    events = []
-    for rule, subject, ts, kind, value, threshold, severity, episode, context in rows:
-        events.append(
-            AlertEvent(
-                rule=rule,
-                subject=subject,
-                ts=ts,
-                kind=kind,
-                value=value,
-                threshold=threshold,
-                severity=severity,
-                episode=episode,
-                context=json.loads(context) if context else {},
-            )
-        )
-    return events

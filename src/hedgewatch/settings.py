@@ -13,18 +13,24 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hedgewatch.alerts.rules import Rule, parse_window
-from hedgewatch.outbox.channels import Channel, FileChannel, SmtpChannel
+from hedgewatch.channel_config import ChannelSettings, FileChannel, SmtpChannel
 from hedgewatch.transforms.hedges import HedgeSpec
 from hedgewatch.transforms.stress import BasketSpec
 from hedgewatch.venues import EXCHANGE_MARKETS
 
 Market = Literal["spot", "perp"]
-SECRET_FIELDS = {"password": "password_env", "webhook_url": "webhook_url_env", "url": "url_env"}
+SECRET_FIELDS = {
+    "password": "password_env",
+    "webhook_url": "webhook_url_env",
+    "url": "url_env",
+    "token": "token_env",
+    "routing_key": "routing_key_env",
+}
 SECRET_BLOCK_SUFFIX = "_secret_block"  # noqa: S105 (a key suffix, not a secret)
 SecretLoader = Callable[[str], str]
 # Bounds past which a run would overflow a date or wait for ever: twenty years of history,
@@ -45,6 +51,13 @@ class _Model(BaseModel):
 class StorageSettings(_Model):
     database: Path = Path("var/hedgewatch.duckdb")
     lock_timeout_s: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_S)
+
+
+class MetricsExportSettings(_Model):
+    """Prometheus exposition: `textfile` is rewritten after each run (for node_exporter's
+    textfile collector); `hedgewatch serve --metrics-port N` serves the same gauges over HTTP."""
+
+    textfile: Path | None = None
 
 
 class FeeSettings(_Model):
@@ -326,7 +339,8 @@ class Settings(_Model):
     metrics: MetricsSettings = MetricsSettings()
     alerts: AlertSettings = AlertSettings()
     hedge_lab: HedgeLabSettings = HedgeLabSettings()
-    channels: dict[str, Annotated[Channel, Field(discriminator="kind")]] = {}
+    channels: dict[str, ChannelSettings] = {}
+    metrics_export: MetricsExportSettings = MetricsExportSettings()
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -580,11 +594,16 @@ def load_settings(
     alerts = settings.alerts
     if alerts.template_dir is not None and not alerts.template_dir.is_absolute():
         alerts = alerts.model_copy(update={"template_dir": (base / alerts.template_dir).resolve()})
+    metrics_export = settings.metrics_export
+    textfile = metrics_export.textfile
+    if textfile is not None and not textfile.is_absolute():
+        metrics_export = metrics_export.model_copy(update={"textfile": (base / textfile).resolve()})
     return settings.model_copy(
         update={
             "storage": storage,
             "channels": channels,
             "alerts": alerts,
+            "metrics_export": metrics_export,
             "source": path.resolve(),
         }
     )

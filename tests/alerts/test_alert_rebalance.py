@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +68,7 @@ def test_every_channel_states_the_trade_its_cost_and_the_variance_it_removes() -
     event = drift_event(ADVICE)
     email = render([event], "email")
     assert line in email.text
-    assert "rebalance: sell 3.25 ETH-PERP" in (email.html or "")
+    assert re.search(r">Rebalance</td><td [^>]*>sell 3\.25 ETH-PERP", email.html or "")
     assert line in render([event], "file").text
     slack = render([event], "slack")
     assert "rebalance: sell 3.25 ETH-PERP" in json.dumps(slack.payload, ensure_ascii=False)

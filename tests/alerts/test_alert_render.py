@@ -92,7 +92,7 @@ def test_slack_payload_is_json_with_escaped_mrkdwn() -> None:
     out = render([event("<!channel> & <@U123|x>")], "slack")
     assert out.payload is not None
     payload = json.loads(json.dumps(out.payload))
-    section = payload["blocks"][1]["text"]
+    section = payload["attachments"][0]["blocks"][0]["text"]
     assert section["type"] == "mrkdwn"
     assert "&lt;!channel&gt; &amp; &lt;@U123|x&gt;" in section["text"]
     everything = json.dumps(payload)
@@ -101,25 +101,41 @@ def test_slack_payload_is_json_with_escaped_mrkdwn() -> None:
     assert payload["blocks"][0]["type"] == "header"
 
 
-def test_slack_truncates_to_fifty_blocks_with_a_count_of_the_rest() -> None:
+def test_slack_shows_twenty_events_as_coloured_attachments_and_counts_the_rest() -> None:
     events = [event(f"hedge-{n:03d}", hour=n) for n in range(120)]
+    events += [event("calm", "resolved", severity="info"), event("w", severity="warning", hour=200)]
     payload = render(events, "slack").payload
     assert payload is not None
-    blocks = payload["blocks"]
-    assert len(blocks) == 50
-    assert sum(b["type"] == "section" for b in blocks) == 48
+    blocks, attachments = payload["blocks"], payload["attachments"]
+    assert len(attachments) == 19 and len(blocks) == 2
     assert blocks[-1] == {
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": "…and 72 more"}],
+        "elements": [{"type": "mrkdwn", "text": "…and 103 more"}],
     }
     assert len(payload["text"]) <= 3000
+    assert {a["color"] for a in attachments} == {"#b91c1c"}  # the most urgent first: critical
+    few = render(events[-2:] + events[:1], "slack").payload
+    assert few is not None
+    assert [a["color"] for a in few["attachments"]] == ["#b91c1c", "#b45309", "#15803d"]
+
+
+def test_slack_gives_the_sparkline_its_span_and_scale() -> None:
+    history = [0.9, 0.8, None, 0.5, 0.21]
+    payload = render([event(context={**HEDGE_CONTEXT, "history": history})], "slack").payload
+    assert payload is not None
+    [section, context] = payload["attachments"][0]["blocks"]
+    assert context == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": "`█▇ ▄▁`  last 5 h · min 0.210 · max 0.900"}],
+    }
+    assert "n/a" not in section["text"]["text"]
 
 
 def test_slack_section_text_is_capped_at_3000_chars(tmp_path: Path) -> None:
     (tmp_path / "slack.event.j2").write_text("{{ event.subject }}" * 400)
     out = render([event("a&b" * 10)], "slack", template_dir=tmp_path)
     assert out.payload is not None
-    text = out.payload["blocks"][1]["text"]["text"]
+    text = out.payload["attachments"][0]["blocks"][0]["text"]["text"]
     assert len(text) <= 3000 and text.endswith("…")
     # The cut never leaves half an escape behind.
     assert re.search(r"&[a-z]{0,3}$", text[:-1]) is None
@@ -168,10 +184,23 @@ def test_subject_never_spans_lines(tmp_path: Path) -> None:
     assert "\n" not in out.subject and "\r" not in out.subject
 
 
-def test_missing_hedge_numbers_render_as_n_a() -> None:
+def test_missing_hedge_numbers_render_as_n_a_and_an_unknown_ci_is_left_out() -> None:
     context = {**HEDGE_CONTEXT, "beta": None, "ci_low": None, "ci_high": None}
-    out = render([event(context=context)], "email")
-    assert "beta n/a" in out.text and "CI n/a to n/a" in out.text
+    for kind in ("email", "file", "slack"):
+        out = render([event(context=context)], kind)  # type: ignore[arg-type]
+        shown = out.text + (out.html or "") + json.dumps(out.payload or {}, ensure_ascii=False)
+        assert "n/a to n/a" not in shown and "CI" not in shown.replace("CIRCLE", "")
+    assert "beta n/a" in render([event(context=context)], "email").text
+
+
+def test_a_z_given_both_as_the_z_and_by_name_is_shown_once() -> None:
+    context = {**HEDGE_CONTEXT, "z": 3.1, "z_metric": "break_z", "break_z": 3.1}
+    for kind in ("email", "file", "slack", "webhook"):
+        out = render([event(context=context)], kind)  # type: ignore[arg-type]
+        shown = json.dumps(out.payload["attachments"]) if kind == "slack" else out.text
+        assert shown.count("break_z") == 1, kind
+    html = render([event(context=context)], "email").html or ""
+    assert html.count(">break_z<") == 1
 
 
 def test_rendering_is_deterministic() -> None:

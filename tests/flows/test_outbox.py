@@ -25,7 +25,9 @@ from hedgewatch.alerts.state import AlertEvent
 from typer.testing import CliRunner
 
 from hedgewatch.cli import app
-from hedgewatch.outbox.deliver import deliver_outbox, notify_pipeline_failure, queue_events
+from hedgewatch.outbox.deliver import deliver_outbox
+from hedgewatch.outbox.failure import notify_pipeline_failure
+from hedgewatch.outbox.queue import queue_events
 from hedgewatch.settings import Settings, load_settings
 from hedgewatch.storage.store import Store
 

@@ -181,9 +181,12 @@ def test_channel(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Send a test notification through one channel now (not through the outbox)."""
+    import dataclasses
+
     from hedgewatch.alerts.state import AlertEvent
     from hedgewatch.outbox.channels import DeliveryError
-    from hedgewatch.outbox.deliver import Pending, channel_kind, send
+    from hedgewatch.outbox.deliver import channel_kind, send
+    from hedgewatch.outbox.queue import Pending
 
     settings = _settings(config)
     target = settings.channels.get(channel)
@@ -208,8 +211,12 @@ def test_channel(
         },
     )
     key = f"test|{channel}|{now.isoformat()}"
+    events = [event]
+    if channel_kind(target) == "pagerduty":
+        # Trigger and resolve at once: the test must not leave an incident open.
+        events.append(dataclasses.replace(event, kind="resolved"))
     try:
-        send(Pending(key, channel, [event]), target, settings)
+        send(Pending(key, channel, events), target, settings)
     except DeliveryError as exc:
         raise fail(f"test notification to {channel!r} failed: {exc}", 1) from None
     typer.echo(f"test notification sent to {channel} ({channel_kind(target)}), key {key}")

@@ -1,4 +1,5 @@
-"""Operations commands: `serve` (the hourly schedule), `export` (Parquet) and `report` (HTML)."""
+"""Operations commands: `serve` (the hourly schedule), `metrics` (Prometheus), `export`
+(Parquet) and `report` (HTML)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def serve(
         str | None, typer.Option(help="Cron (UTC unless [schedule] timezone says otherwise).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Deployment name.")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Also serve Prometheus gauges on this port."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
     """Serve the hourly flow on its cron (config: schedule.cron) until Ctrl-C; needs Prefect."""
     from pydantic import ValidationError
@@ -51,6 +57,8 @@ def serve(
     from hedgewatch.flows.runtime import quiet_prefect
     from hedgewatch.flows.scheduling import build_deployment, ensure_venue_limits
 
+    if metrics_port is not None:
+        _serve_metrics(settings.storage.database, metrics_port, metrics_host)
     with quiet_prefect(log_level="INFO"):
         tags = ensure_venue_limits(settings)
         deployment = build_deployment(settings, config)
@@ -60,6 +68,64 @@ def serve(
             f"one fetch per venue ({', '.join(tags)}); Ctrl-C stops and pauses the schedule"
         )
         prefect_serve(deployment, print_starting_message=False)
+
+
+def _serve_metrics(database: Path, port: int, host: str) -> None:
+    from hedgewatch.metrics_export import serve as serve_metrics
+
+    try:
+        serve_metrics(database, port, host)
+    except OSError as exc:
+        raise fail(
+            f"--metrics-port: cannot listen on {host}:{port}: {exc.strerror or exc}", 2
+        ) from None
+    typer.echo(f"Prometheus gauges at http://{host}:{port}/metrics")
+
+
+@app.command()
+def metrics(
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    textfile: Annotated[
+        Path | None, typer.Option(help="Write the gauges to this file (atomically).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve /metrics here until Ctrl-C.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address for --port.")] = "127.0.0.1",
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """Prometheus gauges (newest hedge and basket metrics, alert states, run health): print
+    them, write them to --textfile, or serve them on --port."""
+    import time
+
+    from hedgewatch.metrics_export import exposition, write_textfile
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    path = database or _settings(config).storage.database
+    if not path.exists():
+        raise fail(f"--database: {path}: database not found", 2)
+    if port is not None:
+        _serve_metrics(path, port, host)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return
+    try:
+        if textfile is not None:
+            size = write_textfile(path, textfile, timeout_s=wait)
+            typer.echo(f"wrote {textfile} ({size} bytes)")
+            return
+        with Store.open(path, read_only=True, timeout_s=wait) as store:
+            text = exposition(store)
+    except StoreBusy as exc:
+        raise fail(str(exc), 3) from None
+    except StoreError as exc:
+        raise fail(str(exc), 2) from None
+    typer.echo(text.decode(), nl=False)
 
 
 class ExportFormat(StrEnum):

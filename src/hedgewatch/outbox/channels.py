@@ -1,8 +1,11 @@
-"""Deliver a rendered digest to a channel: a file, an SMTP server, a Slack incoming webhook, or
-any HTTP endpoint that takes JSON (generic webhook).
+"""Deliver a rendered digest to a channel: a file, an SMTP server, a Slack incoming webhook,
+PagerDuty's Events API v2, or any HTTP endpoint that takes JSON (a webhook: the generic digest, a
+Discord or Telegram preset, or the user's own body template).
 
-Channel settings are pydantic models discriminated by `kind`. Errors are `DeliveryError`s whose
-messages never contain a password or webhook URL. Retrying is the outbox's job, not this module's.
+The channels' settings (pydantic models discriminated by `kind`) live in
+`hedgewatch.channel_config`, which the settings validate and this module reads. Errors are
+`DeliveryError`s whose messages never contain a password, token, routing key or webhook URL.
+Retrying is the outbox's job, not this module's.
 """
 
 from __future__ import annotations
@@ -20,12 +23,33 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Annotated, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from hedgewatch.alerts.render import Rendered
+from hedgewatch.channel_config import (
+    Channel,
+    ChannelSettings,
+    FileChannel,
+    PagerDutyChannel,
+    SlackChannel,
+    SmtpChannel,
+    WebhookChannel,
+)
+
+__all__ = [
+    "Channel",
+    "ChannelSettings",
+    "DeliveryError",
+    "FileChannel",
+    "PagerDutyChannel",
+    "SlackChannel",
+    "SmtpChannel",
+    "WebhookChannel",
+    "deliver",
+    "redact",
+    "write_file_rendering",
+]
 
 _EXCERPT_CHARS = 200
 _REDACTED = "[redacted]"
@@ -42,7 +66,7 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()
-            redacted = _redact(message, self.secrets)
+            redacted = redact(message, self.secrets)
             if redacted != message:
                 record.msg, record.args = redacted, ()
         return True
@@ -55,63 +79,6 @@ for _name in ("httpx", "httpcore"):
 
 def _hide_in_logs(secrets: Iterable[str]) -> None:
     _LOG_FILTER.secrets.update(s for s in secrets if len(s) >= 4)
-
-
-class _ChannelModel(BaseModel):
-    # hide_input_in_errors only helps when a channel is validated on its own: nested in another
-    # model, the outer config decides. So no validator here ever fails on a secret's value.
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class FileChannel(_ChannelModel):
-    """Writes each digest's text to `dir/<slug of the idempotency key>-<hash>.md`."""
-
-    kind: Literal["file"] = "file"
-    dir: Path
-
-
-class SmtpChannel(_ChannelModel):
-    """Sends multipart/alternative (text + HTML) email with the standard library's smtplib."""
-
-    kind: Literal["smtp"] = "smtp"
-    host: str = Field(min_length=1)
-    port: int = Field(default=587, gt=0, lt=65536)
-    # password comes first: the pair check runs on username, so its error never echoes the password.
-    password: SecretStr | None = None
-    username: str | None = Field(default=None, validate_default=True)
-    sender: str = Field(min_length=3)
-    recipients: list[str] = Field(min_length=1)
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    # Extra CA certificates (PEM) to trust, e.g. a company's internal CA; the system's are kept.
-    ca_file: Path | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
-
-    @field_validator("username")
-    @classmethod
-    def _credentials_come_in_pairs(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if (value is None) != (info.data.get("password") is None):
-            raise ValueError("username and password must be given together (or neither)")
-        return value
-
-
-class SlackChannel(_ChannelModel):
-    """Posts Block Kit JSON to a Slack incoming webhook (its URL is checked when delivering)."""
-
-    kind: Literal["slack"] = "slack"
-    webhook_url: SecretStr
-    timeout_s: float = Field(default=10.0, gt=0)
-
-
-class WebhookChannel(_ChannelModel):
-    """POSTs the digest as JSON to any URL, with an `Idempotency-Key` header per notification."""
-
-    kind: Literal["webhook"] = "webhook"
-    url: SecretStr
-    timeout_s: float = Field(default=10.0, gt=0)
-
-
-Channel = FileChannel | SmtpChannel | SlackChannel | WebhookChannel
-ChannelSettings = Annotated[Channel, Field(discriminator="kind")]
 
 
 class DeliveryError(Exception):
@@ -139,6 +106,8 @@ def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> No
         _deliver_smtp(rendered, channel, idempotency_key)
     elif isinstance(channel, WebhookChannel):
         _deliver_webhook(rendered, channel, idempotency_key)
+    elif isinstance(channel, PagerDutyChannel):
+        _deliver_pagerduty(rendered, channel)
     else:
         _deliver_slack(rendered, channel)
 
@@ -164,8 +133,9 @@ def write_file_rendering(
         contents = [(".md", rendered.text)]
     elif kind == "email":
         contents = [(".email.txt", f"Subject: {rendered.subject}\n\n{rendered.text}")]
-        if rendered.html is not None:
-            contents.append((".email.html", rendered.html))
+        html = rendered.html_inline()  # pictures inline, so the file opens in a browser as sent
+        if html is not None:
+            contents.append((".email.html", html))
     elif kind == "slack":
         body = rendered.payload if rendered.payload is not None else {"text": rendered.text}
         contents = [(".slack.json", json.dumps(body, ensure_ascii=False, indent=2) + "\n")]
@@ -210,6 +180,12 @@ def build_email(rendered: Rendered, channel: SmtpChannel, key: str) -> EmailMess
     msg.set_content(rendered.text)
     if rendered.html is not None:
         msg.add_alternative(rendered.html, subtype="html")
+        if rendered.images:
+            # multipart/related inside the alternative: the HTML shows them as cid: pictures.
+            html_part = msg.get_body(preferencelist=("html",))
+            assert isinstance(html_part, EmailMessage)
+            for cid, png in rendered.images:
+                html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>")
     return msg
 
 
@@ -218,7 +194,7 @@ def _deliver_smtp(rendered: Rendered, channel: SmtpChannel, key: str) -> None:
     secrets = [channel.password.get_secret_value()] if channel.password else []
 
     def fail(message: str, *, retryable: bool) -> DeliveryError:
-        return DeliveryError(_redact(message, secrets), channel="smtp", retryable=retryable)
+        return DeliveryError(redact(message, secrets), channel="smtp", retryable=retryable)
 
     try:
         msg = build_email(rendered, channel, key)
@@ -274,7 +250,7 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
 
     def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
         return DeliveryError(
-            _redact(message, secrets), channel="slack", retryable=retryable, status=status
+            redact(message, secrets), channel="slack", retryable=retryable, status=status
         )
 
     try:
@@ -295,31 +271,60 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
 def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> None:
     if rendered.payload is None:
         raise ValueError("webhook delivery needs a payload: render with channel_kind='webhook'")
-    url = channel.url.get_secret_value()
+    token = channel.token.get_secret_value() if channel.token is not None else ""
+    headers = {"Idempotency-Key": key}
+    if channel.preset == "telegram":
+        url = f"{channel.api_url.rstrip('/')}/bot{token}/sendMessage"
+        body = rendered.payload
+    else:
+        url = channel.url.get_secret_value() if channel.url is not None else ""
+        # The generic digest carries its key; a preset's or template's body is sent as rendered.
+        generic = channel.preset == "generic" and channel.template is None
+        body = {"key": key, **rendered.payload} if generic else rendered.payload
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
     if not url.startswith(("https://", "http://")):
         raise DeliveryError(
             "webhook: url must be an http(s) URL", channel="webhook", retryable=False
         )
     parsed = httpx.URL(url)
-    where = f"webhook {parsed.host}"
-    secrets = [
-        url,
-        parsed.path,
-        parsed.query.decode(),
-        parsed.password or "",
-    ]
+    where = f"{channel.preset if channel.preset != 'generic' else 'webhook'} {parsed.host}"
+    secrets = [url, parsed.path, parsed.query.decode(), parsed.password or "", token]
     _hide_in_logs(secrets)
+    _post_json(url, body, headers, channel.timeout_s, where, "webhook", secrets)
 
+
+def _deliver_pagerduty(rendered: Rendered, channel: PagerDutyChannel) -> None:
+    """One Events v2 request per event, in order; the routing key goes in each body only."""
+    if rendered.payload is None:
+        raise ValueError("PagerDuty delivery needs a payload: render with channel_kind='pagerduty'")
+    routing_key = channel.routing_key.get_secret_value()
+    secrets = [routing_key]
+    _hide_in_logs(secrets)
+    where = f"PagerDuty {httpx.URL(channel.events_url).host}"
+    for event in rendered.payload["events"]:
+        body = {"routing_key": routing_key, **event}
+        if event.get("event_action") == "trigger":
+            body["payload"] = {**event["payload"], "source": channel.source}
+        _post_json(channel.events_url, body, {}, channel.timeout_s, where, "pagerduty", secrets)
+
+
+def _post_json(
+    url: str,
+    body: object,
+    headers: dict[str, str],
+    timeout_s: float,
+    where: str,
+    kind: str,
+    secrets: list[str],
+) -> None:
     def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
         return DeliveryError(
-            _redact(message, secrets), channel="webhook", retryable=retryable, status=status
+            redact(message, secrets), channel=kind, retryable=retryable, status=status
         )
 
-    body = {"key": key, **rendered.payload}
     try:
-        response = httpx.post(
-            url, json=body, headers={"Idempotency-Key": key}, timeout=channel.timeout_s
-        )
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException:
         raise fail(f"{where}: timed out", retryable=True) from None
     except httpx.HTTPError as exc:
@@ -333,7 +338,8 @@ def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> N
         )
 
 
-def _redact(message: str, secrets: Iterable[str]) -> str:
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """`message` with every secret (and its base64 form, as in Basic auth) replaced."""
     for secret in secrets:
         if len(secret) < 4:
             continue  # too short to tell apart from ordinary text

@@ -18,27 +18,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-from hedgewatch.alerts.render import ChannelKind, render
-from hedgewatch.alerts.rules import Rule
-from hedgewatch.alerts.state import AlertEvent, pipeline_failure_event
+from hedgewatch.alerts.render import WEBHOOK_PRESETS, ChannelKind, render
+from hedgewatch.outbox import queue
 from hedgewatch.outbox.channels import (
     Channel,
     DeliveryError,
     FileChannel,
+    PagerDutyChannel,
     SlackChannel,
     SmtpChannel,
     WebhookChannel,
     deliver,
     write_file_rendering,
 )
-from hedgewatch.pipeline import load_events, plan_outbox, queue, save_events
+from hedgewatch.outbox.queue import Pending
 from hedgewatch.settings import Settings, utc_now
-from hedgewatch.storage.store import Store, StoreError, connect
+from hedgewatch.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,7 @@ class DeliveryReport:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     resent_after_interruption: int = 0
-
-
-@dataclass(frozen=True)
-class Pending:
-    key: str
-    channel: str
-    events: list[AlertEvent]
-    interrupted: bool = False
+    delivered_to: list[str] = field(default_factory=list)
 
 
 def channel_kind(channel: Channel) -> ChannelKind:
@@ -66,28 +58,9 @@ def channel_kind(channel: Channel) -> ChannelKind:
         return "slack"
     if isinstance(channel, WebhookChannel):
         return "webhook"
+    if isinstance(channel, PagerDutyChannel):
+        return "pagerduty"
     return "file"
-
-
-def pending_deliveries(store: Store) -> list[Pending]:
-    rows = store.con.sql(
-        "SELECT key, channel, event_keys, coalesce(status, 'queued') FROM deliveries"
-        " WHERE delivered_at IS NULL ORDER BY key"
-    ).fetchall()
-    return [
-        Pending(key, channel, load_events(store, keys), status == "sending")
-        for key, channel, keys, status in rows
-    ]
-
-
-def _mark(database: Path, timeout_s: float, sql: str, params: dict[str, object]) -> None:
-    # A bare connection: the schema is current (the run opened the store before), and opening
-    # one without re-creating views keeps the per-row bookkeeping cheap.
-    con = connect(database, timeout_s=timeout_s)
-    try:
-        con.execute(sql, params).fetchall()
-    finally:
-        con.close()
 
 
 def deliver_outbox(
@@ -99,7 +72,7 @@ def deliver_outbox(
     database = settings.storage.database
     timeout_s = settings.storage.lock_timeout_s
     with Store.open(database, timeout_s=timeout_s) as store:
-        queued = pending_deliveries(store)
+        queued = queue.pending(store)
     report = DeliveryReport()
     for item in queued:
         channel = settings.channels.get(item.channel)
@@ -111,14 +84,7 @@ def deliver_outbox(
                 item.key,
                 item.channel,
             )
-        _mark(
-            database,
-            timeout_s,
-            "UPDATE deliveries SET status = 'sending', sending_since = $t,"
-            " interrupted = coalesce(interrupted, 0) + CASE WHEN $i THEN 1 ELSE 0 END"
-            " WHERE key = $k",
-            {"k": item.key, "t": now or utc_now(), "i": item.interrupted},
-        )
+        queue.claim(database, timeout_s, item, now or utc_now())
         error: str | None
         tries = 1
         if channel is None:
@@ -126,33 +92,31 @@ def deliver_outbox(
         elif not item.events:
             error = "no events found for this notification"
         else:
-            error, tries = _send_with_retries(item, channel, settings, sleep)
-        _mark(
-            database,
-            timeout_s,
-            "UPDATE deliveries SET last_error = $e, attempts = attempts + $n,"
-            " status = CASE WHEN $ok THEN 'delivered' ELSE 'queued' END,"
-            " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
-            {"k": item.key, "e": error, "n": tries, "ok": error is None, "t": now or utc_now()},
-        )
+            error, tries = send_with_retries(item, channel, settings, sleep)
+        queue.mark(database, timeout_s, item.key, error, tries, now or utc_now())
         if error:
             report.failed += 1
             report.errors.append(f"{item.channel}: {error}")
             log.warning("delivery to %s failed, kept queued: %s", item.channel, error)
         else:
             report.delivered += 1
+            report.delivered_to.append(item.channel)
     return report
 
 
-def _send_with_retries(
-    item: Pending, channel: Channel, settings: Settings, sleep: Callable[[float], None]
+def send_with_retries(
+    item: Pending,
+    channel: Channel,
+    settings: Settings,
+    sleep: Callable[[float], None],
+    title: str = "hedgewatch",
 ) -> tuple[str | None, int]:
     """(error or None, tries made): retryable errors are retried with exponential backoff."""
     attempts = settings.alerts.delivery_attempts
     error: str | None = None
     for attempt in range(attempts):
         try:
-            send(item, channel, settings)
+            send(item, channel, settings, title)
             return None, attempt + 1
         except DeliveryError as exc:
             error = str(exc)
@@ -164,7 +128,7 @@ def _send_with_retries(
 
 def send(item: Pending, channel: Channel, settings: Settings, title: str = "hedgewatch") -> None:
     """Render `item` for `channel` and send it; raises DeliveryError."""
-    context = {"title": title}
+    context: dict[str, str] = {"title": title}
     if isinstance(channel, FileChannel):
         # The file outbox keeps every rendering, to be read as each channel would show it.
         kinds: tuple[ChannelKind, ...] = ("file", "email", "slack")
@@ -174,84 +138,18 @@ def send(item: Pending, channel: Channel, settings: Settings, title: str = "hedg
             )
             write_file_rendering(rendered, channel, item.key, kind)
     else:
+        body_template = None
+        if isinstance(channel, WebhookChannel):
+            body_template = channel.template or WEBHOOK_PRESETS.get(channel.preset)
+            if channel.chat_id is not None:
+                context["chat_id"] = channel.chat_id
+        if isinstance(channel, PagerDutyChannel):
+            context["source"] = channel.source
         rendered = render(
             item.events,
             channel_kind(channel),
             template_dir=settings.alerts.template_dir,
             context=context,
+            body_template=body_template,
         )
         deliver(rendered, channel, idempotency_key=item.key)
-
-
-def queue_events(
-    store: Store,
-    settings: Settings,
-    events: Sequence[AlertEvent],
-    run_id: str,
-    rules: Mapping[str, Rule] | None = None,
-) -> int:
-    """Record events and queue one digest per channel (silences apply); returns rows queued."""
-    rules = rules if rules is not None else {r.name: r for r in settings.alerts.rules}
-    silenced, digests = plan_outbox(store, settings, events, rules, run_id)
-    with store.transaction():
-        save_events(store, events, silenced)
-        queue(store, digests, run_id)
-    return len(digests)
-
-
-def notify_pipeline_failure(
-    settings: Settings,
-    *,
-    flow: str,
-    run_id: str,
-    started_at: datetime,
-    error: str,
-    sleep: Callable[[float], None] = time.sleep,
-) -> DeliveryReport:
-    """Queue and send a pipeline-failure alert for a failed run (for an on-failure hook).
-
-    The rule of kind `pipeline_failure` in the config, if any, gives its name, severity and
-    channels; without one it goes to every configured channel, as critical. Calling it twice for
-    the same run queues nothing new (same idempotency key). `error` is shown as is: pass a message
-    without secrets (exception type and text, never a URL with credentials).
-    """
-    rule = next((r for r in settings.alerts.rules if r.kind == "pipeline_failure"), None)
-    event = pipeline_failure_event(
-        flow=flow, run_id=run_id, started_at=started_at, error=error, rule=rule
-    )
-    if rule is None:
-        rule = Rule(
-            name=event.rule,
-            kind="pipeline_failure",
-            severity="critical",
-            channels=sorted(settings.channels),
-        )
-    try:
-        with Store.open(
-            settings.storage.database, timeout_s=settings.storage.lock_timeout_s
-        ) as store:
-            queue_events(store, settings, [event], run_id, {rule.name: rule})
-    except StoreError as exc:
-        # The run may have failed because of the database itself: send directly (same key, so a
-        # receiver can still drop a duplicate), and say the outbox could not record it.
-        log.warning("pipeline failure not recorded in the outbox (%s); sending directly", exc)
-        return _send_directly(settings, rule, event, sleep)
-    return deliver_outbox(settings, sleep=sleep)
-
-
-def _send_directly(
-    settings: Settings, rule: Rule, event: AlertEvent, sleep: Callable[[float], None]
-) -> DeliveryReport:
-    report = DeliveryReport()
-    for name in rule.channels:
-        channel = settings.channels.get(name)
-        if channel is None:
-            continue
-        key = f"{event.key}|{name}"
-        error, _ = _send_with_retries(Pending(key, name, [event]), channel, settings, sleep)
-        if error:
-            report.failed += 1
-            report.errors.append(f"{name}: {error}")
-        else:
-            report.delivered += 1
-    return report

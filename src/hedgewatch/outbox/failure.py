@@ -1,87 +1,118 @@
 """When a run fails: tell people through the configured channels, straight away.
 
-The hourly flow's `on_failure` hook builds the pipeline-failure event of `alerts.state` and
-queues it in the outbox (`flows.delivering.notify_pipeline_failure`: exactly once per run, the
-channels of the config's `pipeline_failure` rule, else every channel). The database may be what
-broke, though: when it cannot be opened, the event is rendered and sent directly instead.
+The hourly flow's `on_failure` hook builds the pipeline-failure event of `alerts.state`, queues it
+in the outbox exactly once per run (same idempotency key) and delivers it, to the channels of the
+config's `pipeline_failure` rule (`failure_rule`), else to every channel as critical. The database
+may be what broke, though: when it cannot be opened the event is rendered and sent directly
+(`send_directly`, the only path that bypasses the outbox). The error text is redacted of every
+channel secret before it is stored or sent.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from hedgewatch.alerts.state import AlertEvent, pipeline_failure_event
-from hedgewatch.outbox.channels import DeliveryError
-from hedgewatch.outbox.deliver import Pending, notify_pipeline_failure, send
+from hedgewatch.alerts.rules import Rule
+from hedgewatch.alerts.state import PIPELINE_FAILURE_RULE, AlertEvent, pipeline_failure_event
+from hedgewatch.channel_config import secret_values
+from hedgewatch.outbox.channels import redact
+from hedgewatch.outbox.deliver import DeliveryReport, deliver_outbox, send_with_retries
+from hedgewatch.outbox.queue import Pending, queue_events
 from hedgewatch.settings import ConfigError, Settings, load_settings, utc_now
-from hedgewatch.storage.store import StoreError
+from hedgewatch.storage.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class FailureReport:
-    delivered: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-
-
-def failure_channels(settings: Settings) -> list[str]:
-    """The channels of the config's `pipeline_failure` rule, else every channel."""
+def failure_rule(settings: Settings) -> Rule:
+    """The config's `pipeline_failure` rule, else a critical one sending to every channel."""
     rule = next((r for r in settings.alerts.rules if r.kind == "pipeline_failure"), None)
-    return list(rule.channels) if rule is not None else sorted(settings.channels)
+    if rule is not None:
+        return rule
+    return Rule(
+        name=PIPELINE_FAILURE_RULE,
+        kind="pipeline_failure",
+        severity="critical",
+        channels=sorted(settings.channels),
+    )
 
 
-def send_directly(settings: Settings, event: AlertEvent) -> FailureReport:
-    """Render and send `event` to the failure channels without the database; never raises."""
-    report = FailureReport()
+def notify_pipeline_failure(
+    settings: Settings,
+    *,
+    flow: str,
+    run_id: str,
+    started_at: datetime,
+    error: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Queue and send a pipeline-failure alert for a failed run; never raises StoreError.
+
+    Calling it twice for the same run queues nothing new (same idempotency key). `error` is
+    redacted of every channel secret first.
+    """
+    rule = failure_rule(settings)
+    event = pipeline_failure_event(
+        flow=flow,
+        run_id=run_id,
+        started_at=started_at,
+        error=redact(error, secret_values(settings.channels.values())),
+        rule=rule,
+    )
+    try:
+        with Store.open(
+            settings.storage.database, timeout_s=settings.storage.lock_timeout_s
+        ) as store:
+            queue_events(store, settings, [event], run_id, {rule.name: rule})
+    except StoreError as exc:
+        # The run may have failed because of the database itself: send directly (same key, so a
+        # receiver can still drop a duplicate), and say the outbox could not record it.
+        log.warning("pipeline failure not recorded in the outbox (%s); sending directly", exc)
+        return send_directly(settings, rule, event, sleep)
+    return deliver_outbox(settings, sleep=sleep)
+
+
+def send_directly(
+    settings: Settings,
+    rule: Rule,
+    event: AlertEvent,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Render and send `event` to `rule`'s channels without the database; never raises."""
+    report = DeliveryReport()
     title = f"hedgewatch pipeline failure: {event.subject}"
-    for name in failure_channels(settings):
-        channel = settings.channels[name]
+    for name in rule.channels:
+        channel = settings.channels.get(name)
+        if channel is None:
+            continue
         key = f"{event.key}|{name}"
-        try:
-            send(Pending(key, name, [event]), channel, settings, title=title)
-        except DeliveryError as exc:
-            report.failed[name] = str(exc)
-            log.error("pipeline-failure alert to %s failed: %s", name, exc)
+        error, _ = send_with_retries(Pending(key, name, [event]), channel, settings, sleep, title)
+        if error:
+            report.failed += 1
+            report.errors.append(f"{name}: {error}")
+            log.error("pipeline-failure alert to %s failed: %s", name, error)
         else:
-            report.delivered.append(name)
+            report.delivered += 1
+            report.delivered_to.append(name)
     return report
-
-
-def redact(message: str, settings: Settings) -> str:
-    """`message` without any channel secret's value."""
-    for channel in settings.channels.values():
-        for value in channel.model_dump().values():
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                message = message.replace(value.get_secret_value(), "[redacted]")
-    return message
 
 
 def report_failure(
     settings: Settings, *, flow: str, run_id: str, started_at: datetime, error: str
 ) -> list[str]:
     """Announce a failed run; returns the channels that took it."""
-    error = redact(error, settings)
-    try:
-        outbox = notify_pipeline_failure(
-            settings, flow=flow, run_id=run_id, started_at=started_at, error=error
-        )
-    except StoreError as exc:
-        log.warning("outbox unavailable (%s); sending the pipeline-failure alert directly", exc)
-        rule = next((r for r in settings.alerts.rules if r.kind == "pipeline_failure"), None)
-        event = pipeline_failure_event(
-            flow=flow, run_id=run_id, started_at=started_at, error=error, rule=rule
-        )
-        return send_directly(settings, event).delivered
-    if outbox.failed:
-        log.error("pipeline-failure alert queued but not delivered: %s", "; ".join(outbox.errors))
-    return failure_channels(settings) if not outbox.failed else []
+    report = notify_pipeline_failure(
+        settings, flow=flow, run_id=run_id, started_at=started_at, error=error
+    )
+    if report.failed:
+        log.error("pipeline-failure alert not delivered everywhere: %s", "; ".join(report.errors))
+    channels = set(failure_rule(settings).channels)
+    return sorted(channels.intersection(report.delivered_to))
 
 
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:

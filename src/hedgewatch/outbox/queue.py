@@ -1,0 +1,264 @@
+"""The outbox's rows: alert states and events recorded, one digest per channel queued, claimed
+and marked. Everything the outbox keeps in the database goes through here.
+
+May import: the alert core, settings, storage. The hourly run (pipeline.evaluate) and the failure
+fallback write through `record`; `deliver` claims and marks rows through `pending`/`claim`/`mark`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from hedgewatch.alerts.rules import Rule
+from hedgewatch.alerts.state import AlertEvent, AlertState
+from hedgewatch.settings import Settings
+from hedgewatch.storage.store import Store, connect
+
+Digest = tuple[str, str, list[str]]  # (delivery key, channel, event keys)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One queued notification: its key, channel and events; `interrupted` if a send was cut."""
+
+    key: str
+    channel: str
+    events: list[AlertEvent]
+    interrupted: bool = False
+
+
+def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
+    """(rule, subject, until) from the config and the alert_silences table."""
+    rows = store.con.execute("SELECT rule, subject, until FROM alert_silences").fetchall()
+    return [(s.rule, s.subject, s.until) for s in settings.alerts.silences] + [
+        (rule, subject, until) for rule, subject, until in rows
+    ]
+
+
+def is_silenced(event: AlertEvent, silences: Iterable[tuple[str, str, datetime]]) -> bool:
+    return any(
+        rule in ("*", event.rule) and subject in ("*", event.subject) and event.ts < until
+        for rule, subject, until in silences
+    )
+
+
+def plan_outbox(
+    store: Store,
+    settings: Settings,
+    events: Sequence[AlertEvent],
+    rules: Mapping[str, Rule],
+    run_id: str,
+) -> tuple[set[str], list[Digest]]:
+    """The events a silence or an inhibiting alert holds back, and one digest per channel for
+    the rest."""
+    silences = active_silences(store, settings)
+    silenced = {e.key for e in events if e.context.get("muted_by") or is_silenced(e, silences)}
+    return silenced, _digests([e for e in events if e.key not in silenced], rules, run_id)
+
+
+def queue(store: Store, digests: Sequence[Digest], run_id: str) -> None:
+    for key, channel, event_keys in digests:
+        store.con.execute(
+            "INSERT INTO deliveries (key, channel, event_keys, created_run) "
+            "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
+            {"k": key, "c": channel, "e": event_keys, "r": run_id},
+        ).fetchall()
+
+
+def _digests(events: Sequence[AlertEvent], rules: Mapping[str, Rule], run_id: str) -> list[Digest]:
+    """One digest per channel: (delivery key, channel, event keys)."""
+    per_channel: dict[str, list[str]] = {}
+    for event in events:
+        rule = rules.get(event.rule)
+        for channel in rule.channels if rule is not None else []:
+            per_channel.setdefault(channel, []).append(event.key)
+    digests = []
+    for channel, keys in sorted(per_channel.items()):
+        digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+        digests.append((f"{digest}|{channel}", channel, keys))
+    return digests
+
+
+_STATE_COLUMNS = (
+    "rule",
+    "subject",
+    "status",
+    "since",
+    "pending_since",
+    "last_fired_at",
+    "last_resolved_at",
+    "last_notified_at",
+    "last_value",
+    "episode",
+    "severity",
+    "no_data_since",
+    "clearing_since",
+    "last_breach_at",
+    "arm",
+)
+
+
+def load_states_with_times(
+    store: Store,
+) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:
+    rows = store.con.sql(
+        f"SELECT {', '.join(_STATE_COLUMNS)}, evaluated_at FROM alert_state"
+    ).fetchall()
+    states = {}
+    times = {}
+    for row in rows:
+        values = dict(zip(_STATE_COLUMNS, row[:-1], strict=True))
+        key = (values["rule"], values["subject"])
+        states[key] = AlertState(**values)
+        times[key] = row[-1]
+    return states, times
+
+
+def save_states(
+    store: Store,
+    states: Mapping[tuple[str, str], AlertState],
+    evaluated_at: Mapping[tuple[str, str], datetime] | datetime,
+) -> None:
+    for key, state in states.items():
+        at = evaluated_at if isinstance(evaluated_at, datetime) else evaluated_at.get(key)
+        if at is None:
+            continue
+        values = {c: getattr(state, c) for c in _STATE_COLUMNS}
+        values["evaluated_at"] = at
+        store.con.execute(
+            f"INSERT OR REPLACE INTO alert_state ({', '.join(values)}) VALUES"
+            f" ({', '.join('$' + c for c in values)})",
+            values,
+        ).fetchall()
+
+
+def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
+    quiet = set(silenced)
+    for event in events:
+        store.con.execute(
+            "INSERT INTO alert_events (key, rule, subject, ts, kind, value, threshold, severity,"
+            " episode, context, silenced) VALUES ($key, $rule, $subject, $ts, $kind, $value,"
+            " $threshold, $severity, $episode, $context, $silenced)"
+            " ON CONFLICT DO NOTHING",
+            {
+                "key": event.key,
+                "rule": event.rule,
+                "subject": event.subject,
+                "ts": event.ts,
+                "kind": event.kind,
+                "value": event.value,
+                "threshold": event.threshold,
+                "severity": event.severity,
+                "episode": event.episode,
+                "context": json.dumps(event.context, default=str, sort_keys=True),
+                "silenced": event.key in quiet,
+            },
+        ).fetchall()
+
+
+def load_events(store: Store, keys: Sequence[str]) -> list[AlertEvent]:
+    rows = store.con.sql(
+        "SELECT rule, subject, ts, kind, value, threshold, severity, episode, context"
+        " FROM alert_events WHERE list_contains($keys, key) ORDER BY ts, rule, subject",
+        params={"keys": list(keys)},
+    ).fetchall()
+    events = []
+    for rule, subject, ts, kind, value, threshold, severity, episode, context in rows:
+        events.append(
+            AlertEvent(
+                rule=rule,
+                subject=subject,
+                ts=ts,
+                kind=kind,
+                value=value,
+                threshold=threshold,
+                severity=severity,
+                episode=episode,
+                context=json.loads(context) if context else {},
+            )
+        )
+    return events
+
+
+def record(
+    store: Store,
+    events: Sequence[AlertEvent],
+    silenced: Iterable[str],
+    digests: Sequence[Digest],
+    run_id: str,
+    states: Mapping[tuple[str, str], AlertState] | None = None,
+    evaluated_at: Mapping[tuple[str, str], datetime] | None = None,
+) -> None:
+    """Write states, events and queued digests; the caller holds the transaction."""
+    if states is not None:
+        save_states(store, states, evaluated_at or {})
+    save_events(store, events, silenced)
+    queue(store, digests, run_id)
+
+
+def queue_events(
+    store: Store,
+    settings: Settings,
+    events: Sequence[AlertEvent],
+    run_id: str,
+    rules: Mapping[str, Rule] | None = None,
+) -> int:
+    """Record events and queue one digest per channel (silences apply); returns rows queued."""
+    rules = rules if rules is not None else {r.name: r for r in settings.alerts.rules}
+    silenced, digests = plan_outbox(store, settings, events, rules, run_id)
+    with store.transaction():
+        record(store, events, silenced, digests, run_id)
+    return len(digests)
+
+
+def pending(store: Store) -> list[Pending]:
+    """Every notification not yet delivered, oldest key first."""
+    rows = store.con.sql(
+        "SELECT key, channel, event_keys, coalesce(status, 'queued') FROM deliveries"
+        " WHERE delivered_at IS NULL ORDER BY key"
+    ).fetchall()
+    return [
+        Pending(key, channel, load_events(store, keys), status == "sending")
+        for key, channel, keys, status in rows
+    ]
+
+
+def claim(database: Path, timeout_s: float, item: Pending, at: datetime) -> None:
+    """Commit `status = 'sending'` before the channel is called."""
+    _execute(
+        database,
+        timeout_s,
+        "UPDATE deliveries SET status = 'sending', sending_since = $t,"
+        " interrupted = coalesce(interrupted, 0) + CASE WHEN $i THEN 1 ELSE 0 END"
+        " WHERE key = $k",
+        {"k": item.key, "t": at, "i": item.interrupted},
+    )
+
+
+def mark(
+    database: Path, timeout_s: float, key: str, error: str | None, tries: int, at: datetime
+) -> None:
+    """Commit the outcome: `delivered`, or back to `queued` with the (redacted) error."""
+    _execute(
+        database,
+        timeout_s,
+        "UPDATE deliveries SET last_error = $e, attempts = attempts + $n,"
+        " status = CASE WHEN $ok THEN 'delivered' ELSE 'queued' END,"
+        " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
+        {"k": key, "e": error, "n": tries, "ok": error is None, "t": at},
+    )
+
+
+def _execute(database: Path, timeout_s: float, sql: str, params: dict[str, object]) -> None:
+    # A bare connection: the schema is current (the run opened the store before), and opening
+    # one without re-creating views keeps the per-row bookkeeping cheap.
+    con = connect(database, timeout_s=timeout_s)
+    try:
+        con.execute(sql, params).fetchall()
+    finally:
+        con.close()
