@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -128,6 +130,48 @@ def test_the_http_endpoint_is_scraped_on_loopback(database: tuple[Settings, Path
         _check(samples)
         assert samples[("hedgewatch_exporter_up", ())] == 1
     finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+
+
+def test_a_scrape_while_another_process_writes_serves_the_last_values_and_says_so(
+    database: tuple[Settings, Path],
+) -> None:
+    _, path = database
+    server, thread = serve(path, 0)
+    port = server.server_address[1]
+    url = f"http://127.0.0.1:{port}/metrics"
+    writer = None
+    try:
+        first = _samples(httpx.get(url, timeout=30).text)
+        assert first[("hedgewatch_exporter_up", ())] == 1
+        # A writer (another process, as an hourly run is) holds the file until told to stop.
+        writer = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
+                " sys.stdin.read(); con.close()",
+                str(path),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        busy = _samples(httpx.get(url, timeout=60).text)
+        assert busy[("hedgewatch_exporter_up", ())] == 0
+        _check(busy)  # the last good values, not an empty page
+        assert writer.stdin is not None
+        writer.stdin.close()
+        assert writer.wait(timeout=60) == 0
+        writer = None
+        assert _samples(httpx.get(url, timeout=30).text)[("hedgewatch_exporter_up", ())] == 1
+    finally:
+        if writer is not None:
+            writer.kill()
+            writer.wait()
         server.shutdown()
         server.server_close()
         thread.join(timeout=30)
