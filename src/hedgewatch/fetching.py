@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 
 from hedgewatch.settings import Settings, VenueSettings
-from hedgewatch.venues import Exchange, make_exchange
+from hedgewatch.venues import Exchange, VenueBudget, make_exchange
 from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
 from hedgewatch.venues.errors import (
     ExchangeError,
@@ -72,6 +72,11 @@ def default_factory(venue: VenueSettings) -> Exchange:
         base_urls={str(k): v for k, v in (venue.base_urls or {}).items()} or None,
         timeout_s=venue.timeout_s,
         max_attempts=venue.max_attempts,
+        budget=VenueBudget(
+            venue_deadline_s=venue.run_deadline_s,
+            request_deadline_s=venue.request_deadline_s,
+            max_body_bytes=venue.max_body_bytes,
+        ),
         **extra,
     )
 
@@ -96,9 +101,10 @@ def fetch_venue(
     try:
         try:
             now = client.server_time()
-        except ExchangeError as exc:
-            log.error("venue %s skipped for this run: %s", venue.name, exc)
-            return skipped_venue(venue.name, series, perps, str(exc))
+        except Exception as exc:  # a venue can only hurt itself: any failure skips it
+            reason = _reason(exc)
+            log.error("venue %s skipped for this run: %s", venue.name, reason)
+            return skipped_venue(venue.name, series, perps, reason)
         first = _floor_hour(settings.fetch.start_for(now))
         down = _Breaker(venue.name)
 
@@ -169,17 +175,17 @@ class _Breaker:
         with self._lock:
             return self.errors.get((attempt.market, attempt.dataset))
 
-    def trip(self, attempt: SeriesFetch, exc: ExchangeError) -> None:
+    def trip(self, attempt: SeriesFetch, reason: str) -> None:
         with self._lock:
             key = (attempt.market, attempt.dataset)
             if key not in self.errors:
-                self.errors[key] = str(exc)
+                self.errors[key] = reason
                 log.error(
                     "%s %s %s skipped for the rest of this run: %s",
                     self.venue,
                     attempt.market,
                     attempt.dataset,
-                    exc,
+                    reason,
                 )
 
 
@@ -198,16 +204,28 @@ def _guarded(
         )
     try:
         frame = call()
-    except ExchangeError as exc:
-        if breaker is not None and isinstance(exc, VENUE_DOWN):
-            breaker.trip(attempt, exc)
+    except Exception as exc:  # not only the client's own errors: a venue can only hurt itself
+        reason = _reason(exc)
+        # The venue being down, or answering what no client expects, ends it for this run.
+        if breaker is not None and (
+            isinstance(exc, VENUE_DOWN) or not isinstance(exc, ExchangeError)
+        ):
+            breaker.trip(attempt, reason)
         log.error(
             "%s %s %s %s not fetched: %s",
             attempt.venue,
             attempt.market,
             attempt.symbol,
             attempt.dataset,
-            exc,
+            reason,
         )
-        return pl.DataFrame(schema=schema), replace(attempt, error=str(exc))
+        return pl.DataFrame(schema=schema), replace(attempt, error=reason)
     return frame, replace(attempt, rows=frame.height)
+
+
+def _reason(exc: BaseException) -> str:
+    """What fetch_log records: the client's own message, or the unexpected error's type too."""
+    if isinstance(exc, ExchangeError):
+        return str(exc)
+    text = " ".join(str(exc).split())[:200]
+    return f"unexpected {type(exc).__name__} while fetching or parsing: {text}"

@@ -75,6 +75,11 @@ class VenueSettings(_Model):
     base_urls: dict[Market, str] | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=MAX_TIMEOUT_S)
     max_attempts: int = Field(default=6, ge=1, le=10)
+    # What one venue may cost a run: a whole request (a dripped body too), all its requests
+    # together, and the largest body read (streamed, aborted past it).
+    request_deadline_s: float = Field(default=60.0, gt=0, le=MAX_TIMEOUT_S)
+    run_deadline_s: float = Field(default=900.0, gt=0, le=MAX_TIMEOUT_S)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     enabled: bool = True
     # What the hedge lab charges per trade on this venue; an instrument may override it.
     fees: FeeSettings = FeeSettings(maker_bps=10.0, taker_bps=10.0)

@@ -21,6 +21,7 @@ from hedgewatch.venues.errors import (
     IPBanned,
     RateLimited,
 )
+from hedgewatch.venues.http import VenueBudget
 from hedgewatch.venues.kraken import KRAKEN, KrakenClient
 from hedgewatch.venues.okx import OKX, OkxClient
 from hedgewatch.venues.rest import RestVenueSpec
@@ -40,6 +41,7 @@ __all__ = [
     "IPBanned",
     "InvalidRequest",
     "RateLimited",
+    "VenueBudget",
     "make_exchange",
 ]
 

@@ -27,7 +27,8 @@ from hedgewatch.venues.base import (
 )
 from hedgewatch.venues.errors import BadResponse, InvalidRequest
 from hedgewatch.venues.fields import decimal_field, int_field, preview, utc_from_ms
-from hedgewatch.venues.http import JsonHttp, RetryPolicy, WeightLimiter
+from hedgewatch.venues.http import JsonHttp, RetryPolicy, VenueBudget, WeightLimiter
+from hedgewatch.venues.paging import FUNDING_STEP_MS, PageGuard
 
 _FIXED_INTERVALS = (
     "1m",
@@ -151,9 +152,11 @@ class BinanceClient:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
+        budget: VenueBudget | None = None,
     ) -> None:
         overrides = base_url_overrides(base_urls, spec.markets)
         self.venue = venue
+        budget = budget or VenueBudget()
         self.spec = spec
         policy = policy or RetryPolicy(max_attempts=max_attempts)
         self._http: dict[str, JsonHttp] = {}
@@ -175,6 +178,7 @@ class BinanceClient:
                 geo_advice=spec.geo_advice,
                 rng=rng,
                 transport=transport,
+                budget=budget,
             )
 
     def __enter__(self) -> BinanceClient:
@@ -221,6 +225,13 @@ class BinanceClient:
         weight = spec.klines_weight(limit)
         pages: list[pl.DataFrame] = []
         cursor = start_ms
+        guard = PageGuard(
+            self.venue,
+            spec.klines_path,
+            span_ms=last_open_ms - start_ms,
+            step_ms=step,
+            page_limit=limit,
+        )
         while cursor <= last_open_ms:
             params: dict[str, str | int] = {
                 "symbol": symbol,
@@ -242,10 +253,10 @@ class BinanceClient:
                 break
             pages.append(page)
             newest_ms = datetime_to_ms(page["open_time"].max())  # type: ignore[arg-type]
-            # A short page means the range is exhausted; a page that does not advance would loop.
-            if len(payload) < limit or newest_ms < cursor:
+            # A short page means the range is exhausted; a page that does not advance is an error.
+            if len(payload) < limit:
                 break
-            cursor = newest_ms + step
+            cursor = guard.advance(cursor, newest_ms + step)
         if not pages:
             return empty_candles()
         start_dt, end_dt = ms_to_datetime(start_ms), ms_to_datetime(min(end_ms, now_ms - step + 1))
@@ -267,6 +278,9 @@ class BinanceClient:
         limit = spec.funding_max_limit
         pages: list[pl.DataFrame] = []
         cursor = start_ms
+        guard = PageGuard(
+            self.venue, path, span_ms=end_ms - start_ms, step_ms=FUNDING_STEP_MS, page_limit=limit
+        )
         while cursor < end_ms:
             params: dict[str, str | int] = {
                 "symbol": symbol,
@@ -280,9 +294,10 @@ class BinanceClient:
                 break
             pages.append(page)
             newest_ms = datetime_to_ms(page["funding_time"].max())  # type: ignore[arg-type]
-            if len(payload) < limit or newest_ms < cursor:
+            if len(payload) < limit:
                 break
-            cursor = newest_ms + 1
+            # Rows stamped at the requested start (or older) move nothing: stop, with an error.
+            cursor = guard.advance(cursor, newest_ms + 1 if newest_ms > cursor else cursor)
         if not pages:
             return empty_funding()
         return (

@@ -33,6 +33,7 @@ from hedgewatch.venues.errors import (
     InvalidRequest,
     RateLimited,
 )
+from hedgewatch.venues.paging import FUNDING_STEP_MS, PageGuard
 
 INSTALL_HINT = "install the optional extra: pip install 'hedgewatch[ccxt]'"
 
@@ -52,6 +53,7 @@ class CcxtClient:
         clock: Callable[[], float] = time.time,
         page_size: int = 1000,
         config: Mapping[str, Any] | None = None,
+        budget: Any = None,  # ccxt bounds its own requests by `timeout`
     ) -> None:
         try:
             import ccxt
@@ -99,6 +101,13 @@ class CcxtClient:
         last_open = min(end_ms - 1, now_ms - step)
         rows: dict[int, list[Any]] = {}
         since = start_ms
+        guard = PageGuard(
+            self.venue,
+            "fetch_ohlcv",
+            span_ms=last_open - start_ms,
+            step_ms=step,
+            page_limit=min(self.page_size, 100),  # exchanges may cap pages below page_size
+        )
         while since <= last_open:
             page = self._call(
                 "fetch_ohlcv", symbol, interval, since, self.page_size, {"until": last_open}
@@ -108,7 +117,7 @@ class CcxtClient:
                 break
             for row in fresh:
                 rows[int(row[0])] = row
-            since = max(int(r[0]) for r in fresh) + step
+            since = guard.advance(since, max(int(r[0]) for r in fresh) + step)
         if not rows:
             return empty_candles()
         ordered = [rows[t] for t in sorted(rows)]
@@ -141,6 +150,14 @@ class CcxtClient:
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         seen: dict[int, float] = {}
         since = start_ms
+        # ccxt pages funding by its own limit (often 100 to 1000): the guard assumes the smallest.
+        guard = PageGuard(
+            self.venue,
+            "fetch_funding_rate_history",
+            span_ms=end_ms - start_ms,
+            step_ms=FUNDING_STEP_MS,
+            page_limit=100,
+        )
         while since < end_ms:
             page = self._call(
                 "fetch_funding_rate_history", symbol, since, None, {"until": end_ms - 1}
@@ -150,7 +167,7 @@ class CcxtClient:
                 break
             for row in fresh:
                 seen[int(row["timestamp"])] = float(row["fundingRate"])
-            since = max(seen) + 1
+            since = guard.advance(since, max(seen) + 1)
         if not seen:
             return empty_funding()
         times = sorted(seen)

@@ -140,6 +140,35 @@ class WeightLimiter:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
 
+class VenueBudget:
+    """What one venue may cost one run: a total deadline shared by all its requests, a deadline
+    per request (a body dripped a byte at a time never outlasts it) and a maximum body size."""
+
+    def __init__(
+        self,
+        *,
+        venue_deadline_s: float = 900.0,
+        request_deadline_s: float = 60.0,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.venue_deadline_s = venue_deadline_s
+        self.request_deadline_s = request_deadline_s
+        self.max_body_bytes = max_body_bytes
+        self._clock = clock
+        self._ends = clock() + venue_deadline_s
+
+    def remaining_s(self) -> float:
+        return self._ends - self._clock()
+
+    def request_ends(self) -> float:
+        """The monotonic time the next request must be done by."""
+        return self._clock() + min(self.request_deadline_s, max(self.remaining_s(), 0.0))
+
+    def now(self) -> float:
+        return self._clock()
+
+
 @dataclass(frozen=True)
 class _Retry:
     error: ExchangeError
@@ -214,8 +243,10 @@ class JsonHttp:
         envelope: Envelope | None = None,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
+        budget: VenueBudget | None = None,
     ) -> None:
         self.venue = venue
+        self.budget = budget or VenueBudget()
         self.limiter = limiter
         self.policy = policy or RetryPolicy()
         self.timeout_s = timeout_s
@@ -252,6 +283,13 @@ class JsonHttp:
         limiter = limiter or self.limiter
         slept = 0.0
         for attempt in range(1, policy.max_attempts + 1):
+            if self.budget.remaining_s() <= 0:
+                raise ExchangeUnavailable(
+                    self.venue,
+                    path,
+                    f"the venue's deadline of {self.budget.venue_deadline_s:g} s "
+                    "for this run has passed",
+                )
             backoff = policy.backoff_s(attempt, self._rng)
             window = limiter.acquire(weight)
             used: int | None = None
@@ -291,7 +329,7 @@ class JsonHttp:
 
     def _send(self, path: str, params: Params | None, backoff: float) -> httpx.Response | _Retry:
         try:
-            return self._client.get(path, params=params)
+            return self._bounded_get(path, params, backoff)
         except httpx.TimeoutException as exc:
             detail = f"no response within {self.timeout_s:g} s ({type(exc).__name__})"
             return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
@@ -300,12 +338,55 @@ class JsonHttp:
             detail = f"connection failed ({type(exc).__name__}: {_safe(str(exc))})"
             return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
 
+    def _bounded_get(
+        self, path: str, params: Params | None, backoff: float
+    ) -> httpx.Response | _Retry:
+        """GET with the body streamed: aborted past the size limit or the request deadline."""
+        budget = self.budget
+        ends = budget.request_ends()
+        limit = budget.max_body_bytes
+        with self._client.stream("GET", path, params=params) as streamed:
+            announced = streamed.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > limit:
+                raise BadResponse(
+                    self.venue, path, f"body of {announced} bytes is over the {limit}-byte limit"
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in streamed.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise BadResponse(
+                        self.venue, path, f"body over the {limit}-byte limit; aborted"
+                    )
+                chunks.append(chunk)
+                if budget.now() > ends:
+                    detail = (
+                        f"body not complete within the {budget.request_deadline_s:g} s "
+                        "request deadline"
+                    )
+                    return _Retry(ExchangeUnavailable(self.venue, path, detail), backoff)
+            headers = [
+                (k, v)
+                for k, v in streamed.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+            return httpx.Response(
+                streamed.status_code,
+                headers=headers,
+                content=b"".join(chunks),
+                request=streamed.request,
+            )
+
     def _classify(self, path: str, response: httpx.Response, backoff: float) -> Any:
         """The JSON payload, a _Retry, or a raised error that retrying cannot fix."""
         status = response.status_code
         if 200 <= status < 300:
             try:
                 payload = response.json()
+            except RecursionError:
+                detail = f"body nested too deep to decode ({len(response.content)} bytes)"
+                raise BadResponse(self.venue, path, detail, status=status) from None
             except ValueError:
                 detail = f"body is not valid JSON ({len(response.content)} bytes; truncated?)"
                 return _Retry(BadResponse(self.venue, path, detail, status=status), backoff)
@@ -347,7 +428,7 @@ class JsonHttp:
                 # Some venues send their error envelope with a 4xx: classify it by its code.
                 try:
                     return self._unwrap(path, response.json(), status, backoff)
-                except ValueError:
+                except (ValueError, RecursionError):
                     pass
             raise InvalidRequest(self.venue, path, says, status=status)
         if status >= 500:
@@ -402,7 +483,7 @@ def _error_detail(response: httpx.Response, envelope: Envelope | None = None) ->
     """What the venue said, e.g. 'code -1121: Invalid symbol.' (bodies may be JSON, HTML, empty)."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         text = response.text.strip()
         return f"body: {_safe(text)}" if text else "empty body"
     found = envelope.error(body) if envelope is not None else None

@@ -34,7 +34,8 @@ from hedgewatch.venues.base import (
 )
 from hedgewatch.venues.errors import BadResponse, HistoryUnavailable, InvalidRequest
 from hedgewatch.venues.fields import decimal_field, int_field, preview, utc_from_ms
-from hedgewatch.venues.http import Envelope, JsonHttp, RetryPolicy, WeightLimiter
+from hedgewatch.venues.http import Envelope, JsonHttp, RetryPolicy, VenueBudget, WeightLimiter
+from hedgewatch.venues.paging import FUNDING_STEP_MS, PageGuard
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class RestClient:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
+        budget: VenueBudget | None = None,
     ) -> None:
         overrides = base_url_overrides(base_urls, spec.markets)
         hosts = set(overrides.values())
@@ -191,6 +193,7 @@ class RestClient:
             envelope=spec.envelope,
             rng=rng,
             transport=transport,
+            budget=budget,
         )
 
     def __enter__(self) -> RestClient:
@@ -295,6 +298,13 @@ class RestClient:
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         pages: list[pl.DataFrame] = []
         cursor = end_ms  # exclusive
+        guard = PageGuard(
+            self.venue,
+            endpoint.path,
+            span_ms=end_ms - start_ms,
+            step_ms=FUNDING_STEP_MS,
+            page_limit=endpoint.max_limit,
+        )
         while cursor > start_ms:
             params: dict[str, str | int] = {
                 endpoint.symbol_param: symbol,
@@ -321,9 +331,9 @@ class RestClient:
                 break
             pages.append(page)
             oldest = datetime_to_ms(page["funding_time"].min())  # type: ignore[arg-type]
-            if len(rows) < endpoint.max_limit or oldest >= cursor:
+            if len(rows) < endpoint.max_limit:
                 break
-            cursor = oldest
+            cursor = guard.advance(cursor, oldest, descending=True)
         if not pages:
             return empty_funding()
         return (
