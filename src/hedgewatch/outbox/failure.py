@@ -109,10 +109,11 @@ def report_failure(
     report = notify_pipeline_failure(
         settings, flow=flow, run_id=run_id, started_at=started_at, error=error
     )
-    if report.failed:
-        log.error("pipeline-failure alert not delivered everywhere: %s", "; ".join(report.errors))
-    channels = set(failure_rule(settings).channels)
-    return sorted(channels.intersection(report.delivered_to))
+    channels = sorted(failure_rule(settings).channels)
+    if not report.failed:
+        return channels  # delivered now, or by an earlier call for the same run (same key)
+    log.error("pipeline-failure alert not delivered everywhere: %s", "; ".join(report.errors))
+    return sorted(set(channels).intersection(report.delivered_to))
 
 
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
