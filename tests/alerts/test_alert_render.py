@@ -255,3 +255,16 @@ def test_user_templates_are_sandboxed_from_python_internals(tmp_path: Path, atta
     (tmp_path / "file.md.j2").write_text(attack)
     with pytest.raises(RenderError, match=r"unsafe|has no attribute|undefined"):
         render([event()], "file", template_dir=tmp_path)
+
+
+def test_every_channel_lists_the_members_a_basket_value_was_computed_on() -> None:
+    context = {**BASKET_CONTEXT, "members": "BTC,ETH,SOL,BNB", "sql": "SELECT 1"}
+    stress = event("majors", rule="market-stress", value=5.1, context=context)
+    for channel in ("file", "email", "slack"):
+        out = render([stress], channel)  # type: ignore[arg-type]
+        texts = [out.text, out.html or "", json.dumps(out.payload or {})]
+        assert any("BTC,ETH,SOL,BNB" in text for text in texts), channel
+    # The members end their own line: what follows starts on the next one.
+    file_text = render([stress], "file").text  # type: ignore[arg-type]
+    line = next(x for x in file_text.splitlines() if "BTC,ETH,SOL,BNB" in x)
+    assert line.rstrip().endswith("6 pairs of BTC,ETH,SOL,BNB")
