@@ -278,3 +278,42 @@ def test_a_missing_quote_volume_is_close_times_volume(lab: Path, tmp_path: Path)
                          datetime(2022, 5, 1, 3, tzinfo=UTC))  # fmt: skip
     assert legs.base.quote_volume[1] == pytest.approx(76_000.0)
     assert before.base.quote_volume[1] > 0
+
+
+def test_the_evaluate_step_stores_and_queues_the_advice_with_the_alert(
+    lab: Path, tmp_path: Path
+) -> None:
+    """The hourly run's evaluate step (without Prefect) through the LUNA collapse: the decoupling
+    alert of the sized LUNA hedge carries its rebalance trade into the stored event."""
+    import shutil
+
+    from hedgewatch import pipeline
+
+    settings = load_settings(lab)
+    database = tmp_path / "run.duckdb"
+    shutil.copy(settings.storage.database, database)
+    settings = settings.model_copy(
+        update={"storage": settings.storage.model_copy(update={"database": database})}
+    )
+    with Store.open(database) as store:
+        pipeline.compute(store, settings, datetime(2022, 4, 20, tzinfo=UTC))
+        store.set_cursor(pipeline.EVALUATED_THROUGH, datetime(2022, 5, 11, tzinfo=UTC))
+        result = pipeline.evaluate(store, settings, "run-1")
+        rows = store.con.execute(
+            "SELECT rule, subject, kind, context FROM alert_events"
+            " WHERE rule IN ('hedge-decoupling', 'hedge-ratio-drift') AND kind <> 'resolved'"
+        ).fetchall()
+    assert result.events and rows
+    advised = [
+        (rule, subject, json.loads(context)["rebalance"])
+        for rule, subject, _, context in rows
+        if "rebalance" in json.loads(context)
+    ]
+    assert any(subject == "luna-vs-btc-perp" for _, subject, _ in advised)
+    for _, subject, advice in advised:
+        assert advice["hedge"] == subject and advice["side"] in ("buy", "sell")
+        assert advice["instrument"] == hedge_leg(settings, subject)
+
+
+def hedge_leg(settings, name: str) -> str:  # type: ignore[no-untyped-def]
+    return next(h for h in settings.hedges if h.name == name).legs[1].instrument
