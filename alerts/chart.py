@@ -52,20 +52,20 @@ def line_chart_png(
             return width // 2
         return round(_PAD + index / (len(values) - 1) * (width - 1 - 2 * _PAD))
 
-    def put(x: int, y: int, rgb: RGB) -> None:
+    def put(x: int, y: int, rgb: bytes) -> None:
         if 0 <= x < width and 0 <= y < height:
             at = 3 * (y * width + x)
-            pixels[at : at + 3] = bytes(rgb)
+            pixels[at : at + 3] = rgb
 
+    line, grid, dash = bytes(colour), bytes(GRID), bytes(THRESHOLD)
     for y in (_PAD, height - 1 - _PAD):  # the max and min lines the labels refer to
-        for x in range(width):
-            put(x, y, GRID)
+        pixels[3 * y * width : 3 * (y + 1) * width] = grid * width
     if threshold is not None and math.isfinite(threshold) and lo <= threshold <= hi:
         ty = y_of(threshold)
         for x in range(width):
             if (x // 6) % 2 == 0:
-                put(x, ty, THRESHOLD)
-    fill = _blend(colour, WHITE, 0.18)
+                put(x, ty, dash)
+    fill = bytes(_blend(colour, WHITE, 0.18))
     points = [
         (x_of(i), y_of(v)) for i, v in enumerate(values) if v is not None and math.isfinite(v)
     ]
@@ -82,27 +82,28 @@ def line_chart_png(
             for x in range(x0, x1 + 1):
                 t = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
                 top = round(y0 + t * (y1 - y0))
-                for y in range(top, height - _PAD):
-                    put(x, y, fill)
+                for y in range(max(top, 0), height - _PAD):
+                    at = 3 * (y * width + x)
+                    pixels[at : at + 3] = fill
     for run in runs:
         if len(run) == 1:
             (x, y) = run[0]
             for dx in (-1, 0, 1):
                 for dy in (-1, 0, 1):
-                    put(x + dx, y + dy, colour)
+                    put(x + dx, y + dy, line)
         for (x0, y0), (x1, y1) in pairwise(run):
             for x in range(x0, x1 + 1):
                 ta = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
                 tb = 1.0 if x1 == x0 else min(1.0, (x + 1 - x0) / (x1 - x0))
                 ya, yb = y0 + ta * (y1 - y0), y0 + tb * (y1 - y0)
                 for y in range(round(min(ya, yb)) - 1, round(max(ya, yb)) + 2):
-                    put(x, y, colour)
+                    put(x, y, line)
     if points:  # the newest value, marked
         x, y = points[-1]
         for dx in range(-3, 4):
             for dy in range(-3, 4):
                 if dx * dx + dy * dy <= 9:
-                    put(x + dx, y + dy, colour)
+                    put(x + dx, y + dy, line)
     return _png(width, height, pixels)
 
 

@@ -14,8 +14,10 @@ import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import threading
+import zlib
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hedgewatch.alerts.chart import line_chart_png
 from hedgewatch.alerts.render import render
 from hedgewatch.alerts.state import AlertEvent
 
@@ -281,3 +284,23 @@ def _check_layout(browser: str, tmp_path: Path, width: int, outer: str, keep: st
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
+
+
+def test_the_chart_is_a_png_of_its_size_with_gaps_and_the_newest_value_marked() -> None:
+    red = (185, 28, 28)
+    png = line_chart_png([1.0, None, 2.0, 3.0], colour=red, threshold=2.5, width=120, height=40)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (120, 40)
+    (size,) = struct.unpack(">I", png[33:37])
+    assert png[37:41] == b"IDAT"
+    raw = zlib.decompress(png[41 : 41 + size])
+    stride = 1 + 3 * 120
+
+    def pixel(x: int, y: int) -> tuple[int, ...]:
+        at = y * stride + 1 + 3 * x
+        return tuple(raw[at : at + 3])
+
+    assert pixel(113, 6) == red  # the newest value, the series' max, at the top right
+    assert pixel(6, 33) == red  # the oldest, its min, at the bottom left
+    assert all(pixel(30, y) != red for y in range(40))  # no line across the hour without data
+    with pytest.raises(ValueError, match="no finite value"):
+        line_chart_png([None, float("nan")], colour=red)
