@@ -60,9 +60,18 @@ def test_each_run_publishes_an_artifact_and_records_the_same_in_runs(
 
     candles, funding = replay_market
     with ReplayExchange(candles, funding, now=datetime(2022, 5, 11, 12, 5, tzinfo=UTC)) as exchange:
-        config = small_config(tmp_path, exchange.url, HISTORY)
+        config = small_config(
+            tmp_path,
+            exchange.url,
+            HISTORY,
+            metrics_export={"textfile": "var/metrics/hedgewatch.prom"},
+        )
         state = hourly(config_path=str(config), return_state=True)
     summary = state.result()
+    # The run rewrote the Prometheus textfile from what it stored.
+    gauges = (tmp_path / "var" / "metrics" / "hedgewatch.prom").read_text()
+    assert 'hedgewatch_last_run_status{status="ok"} 1.0' in gauges
+    assert 'hedgewatch_hedge_correlation{hedge="luna-vs-btc-perp",window_hours="24"}' in gauges
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
