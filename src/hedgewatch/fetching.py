@@ -27,10 +27,15 @@ from hedgewatch.venues.errors import (
     GeoBlocked,
     RateLimited,
 )
+from hedgewatch.venues.validate import check_candles
 
 log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
+# Each run re-reads this much of every series it already holds, so a late correction is taken.
+OVERLAP = timedelta(hours=3)
+# A venue clock further than this from ours is flagged in fetch_log.
+SKEW_TOLERANCE_S = 60.0
 # Errors that say the venue, not one series, is the problem: skip the rest of it for this run.
 VENUE_DOWN = (ExchangeUnavailable, RateLimited, GeoBlocked)
 ExchangeFactory = Callable[[VenueSettings], Exchange]
@@ -48,6 +53,8 @@ class SeriesFetch:
     end_time: datetime
     rows: int
     error: str | None = None
+    rejected: int = 0  # rows refused at the edge (see venues.validate)
+    note: str | None = None  # why rows were rejected; a venue clock off ours
 
 
 @dataclass
@@ -58,6 +65,7 @@ class VenueFetch:
     funding: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FUNDING_SCHEMA))
     series: list[SeriesFetch] = field(default_factory=list)
     error: str | None = None
+    skew_s: float | None = None  # the venue's clock minus ours, when read
 
     @property
     def failed(self) -> list[SeriesFetch]:
@@ -91,8 +99,14 @@ def fetch_venue(
     candle_marks: Mapping[tuple[str, str, str, str], datetime],
     funding_marks: Mapping[tuple[str, str], datetime],
     factory: ExchangeFactory = default_factory,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> VenueFetch:
-    """Fetch every configured series of one venue that has something new."""
+    """Fetch every configured series of one venue that has something new.
+
+    A candle is closed by the earlier of the venue's clock and ours (a venue clock running ahead
+    cannot pass its open candle off as closed); the last `OVERLAP` of every stored series is
+    read again; every row is checked at the edge and rejects are counted per series.
+    """
     series = sorted(
         {(i.market, i.symbol, i.interval) for i in settings.instruments if i.venue == venue.name}
     )
@@ -100,23 +114,42 @@ def fetch_venue(
     client = factory(venue)
     try:
         try:
-            now = client.server_time()
+            venue_now = client.server_time()
         except Exception as exc:  # a venue can only hurt itself: any failure skips it
             reason = _reason(exc)
             log.error("venue %s skipped for this run: %s", venue.name, reason)
             return skipped_venue(venue.name, series, perps, reason)
+        local_now = clock()
+        now = min(venue_now, local_now)
+        skew_s = (venue_now - local_now).total_seconds()
+        skew_note = None
+        if abs(skew_s) > SKEW_TOLERANCE_S:
+            skew_note = f"venue clock {skew_s:+.0f} s off ours; candles closed by the earlier"
+            log.warning("venue %s: %s", venue.name, skew_note)
         first = _floor_hour(settings.fetch.start_for(now))
         down = _Breaker(venue.name)
 
         def candles(key: tuple[str, str, str]) -> tuple[pl.DataFrame, SeriesFetch]:
             market, symbol, interval = key
             mark = candle_marks.get((venue.name, market, symbol, interval))
-            start = mark + HOUR if mark else first
-            return _guarded(
-                lambda: client.fetch_candles(market, symbol, interval, start, now, now=now),
-                SeriesFetch(venue.name, market, symbol, "candles", start, now, 0),
+            start = max(mark + HOUR - OVERLAP, first) if mark else first
+
+            def call() -> pl.DataFrame:
+                return client.fetch_candles(market, symbol, interval, start, now, now=now)
+
+            frame, attempt = _guarded(
+                call,
+                SeriesFetch(venue.name, market, symbol, "candles", start, now, 0, note=skew_note),
                 CANDLE_SCHEMA,
                 down,
+            )
+            checked = check_candles(frame, now=now)
+            notes = [n for n in (checked.summary(), attempt.note) if n]
+            return checked.kept, replace(
+                attempt,
+                rows=checked.kept.height,
+                rejected=checked.rejected,
+                note="; ".join(notes) or None,
             )
 
         def funding(symbol: str) -> tuple[pl.DataFrame, SeriesFetch]:
@@ -137,6 +170,7 @@ def fetch_venue(
     return VenueFetch(
         venue=venue.name,
         server_time=now,
+        skew_s=skew_s,
         candles=_concat([frame for frame, _ in candle_results], CANDLE_SCHEMA),
         funding=_concat([frame for frame, _ in funding_results], FUNDING_SCHEMA),
         series=[s for _, s in candle_results + funding_results],

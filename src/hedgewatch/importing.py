@@ -14,11 +14,13 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from hedgewatch.venues.base import CANDLE_SCHEMA, UTC_US, interval_to_timedelta
+from hedgewatch.venues.validate import Checked, check_candles
 
 ARCHIVE_COLUMNS = (
     "open_time",
@@ -37,8 +39,10 @@ ARCHIVE_COLUMNS = (
 # BTCUSDT-1h-2024-01.zip, BTCUSDT-1h-2024-01-15.csv
 _ARCHIVE_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]+)-(?P<interval>\d+[smhdwM])-\d{4}-\d{2}")
 _INTERVAL_IN_NAME = re.compile(r"_(\d+[smhdw])_")
-# Above this an epoch number is in microseconds (1e14 ms is the year 5138).
+# Above this an epoch number is in microseconds (1e14 ms is the year 5138); below
+# _S_THRESHOLD it is in seconds (1e11 ms is March 1973, 1e11 s the year 5138).
 _US_THRESHOLD = 100_000_000_000_000
+_S_THRESHOLD = 100_000_000_000
 
 
 class CandleFileError(Exception):
@@ -77,6 +81,17 @@ def read_candles(path: Path, defaults: Defaults) -> Iterator[pl.DataFrame]:
             )
     except (pl.exceptions.PolarsError, zipfile.BadZipFile, OSError) as exc:
         raise CandleFileError(f"{path}: cannot read: {exc}") from None
+    except (ValueError, OverflowError, TypeError, KeyError, UnicodeError) as exc:
+        raise CandleFileError(f"{path}: cannot read: {type(exc).__name__}: {exc}") from None
+
+
+def read_checked(path: Path, defaults: Defaults, *, now: datetime) -> Iterator[Checked]:
+    """The file's candles checked at the edge: the true, closed rows kept, the rest counted."""
+    for frame in read_candles(path, defaults):
+        try:
+            yield check_candles(frame, now=now)
+        except pl.exceptions.PolarsError as exc:
+            raise CandleFileError(f"{path}: cannot check rows: {exc}") from None
 
 
 def _first_line(source: Path | io.BytesIO) -> str:
@@ -114,7 +129,13 @@ def _from_csv(source: Path | io.BytesIO, name: str, path: Path, defaults: Defaul
 
 def _epoch_to_utc(column: str) -> pl.Expr:
     value = pl.col(column).cast(pl.Int64)
-    micros = pl.when(value >= _US_THRESHOLD).then(value).otherwise(value * 1000)
+    micros = (
+        pl.when(value >= _US_THRESHOLD)
+        .then(value)
+        .when(value < _S_THRESHOLD)
+        .then(value * 1_000_000)
+        .otherwise(value * 1000)
+    )
     return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(UTC_US)
 
 

@@ -103,6 +103,8 @@ def load(store: Store, fetches: Sequence[VenueFetch], run_id: str) -> LoadResult
                 "end_time": s.end_time,
                 "rows": s.rows,
                 "error": s.error,
+                "rejected": s.rejected,
+                "note": s.note,
             }
             for f in fetches
             for s in f.series

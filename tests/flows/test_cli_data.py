@@ -374,3 +374,44 @@ def test_replay_serve_refuses_an_unknown_venue_with_exit_2(tmp_path: Path) -> No
 
     assert result.exit_code == 2
     assert "--venue: expected one of binance, bybit, coinbase, kraken, okx" in result.output
+
+
+def test_import_rejects_impossible_rows_counts_them_and_keeps_the_watermark(
+    tmp_path: Path,
+) -> None:
+    hour = 1_709_251_200_000  # 2024-03-01 00:00 UTC, in ms
+    rows = [
+        (hour, 10, 11, 9, 10.5, 1),  # kept
+        (hour + 3_600_000, -1, 11, 9, 10.5, 1),  # negative open
+        (hour + 7_200_000, 10, 9, 11, 10.5, 1),  # high < low
+        (hour + 10_800_000, "NaN", 11, 9, 10.5, 1),  # NaN
+        (hour + 14_400_000, 10, 11, 9, 10.5, -3),  # negative volume
+        (hour + 18_000_000 + 60_000, 10, 11, 9, 10.5, 1),  # off the hour
+        (4_102_444_800_000, 10, 11, 9, 10.5, 1),  # 2100-01-01: in the future
+        ((hour + 21_600_000) // 1000, 10, 11, 9, 10.5, 1),  # seconds: detected, kept
+    ]
+    data = tmp_path / "binance_spot_1h_test.csv"
+    data.write_text(
+        "ts,symbol,open,high,low,close,volume\n"
+        + "".join(f"{t},BTCUSDT,{o},{h},{lo},{c},{v}\n" for t, o, h, lo, c, v in rows)
+    )
+    config = tmp_path / "hedgewatch.toml"
+    config.write_text(
+        f'[storage]\ndatabase = "{tmp_path / "hw.duckdb"}"\n'
+        '[[venues]]\nname = "binance"\nkind = "binance"\n'
+        '[[instruments]]\nid = "BTC"\nvenue = "binance"\nsymbol = "BTCUSDT"\n'
+    )
+    result = CliRunner().invoke(app, ["import", str(data), "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "2 candles" in result.output
+    for reason in (
+        "1 rejected: not closed yet or in the future",
+        "1 rejected: off the interval grid",
+        "1 rejected: outside low..high",
+        "2 rejected: prices not finite and positive",
+        "1 rejected: volume negative or not finite",
+    ):
+        assert reason in result.output
+    with Store.open(tmp_path / "hw.duckdb", read_only=True) as store:
+        newest = store.con.sql("select max(open_time) from candles").fetchall()[0][0]
+    assert newest == datetime(2024, 3, 1, 6, tzinfo=UTC)

@@ -78,7 +78,7 @@ def run_fetch_and_load(tmp_path: Path, mode: str) -> tuple[pl.DataFrame, list[tu
         settings = load_settings(config(tmp_path, good, bad))
         tracemalloc.start()
         began = time.monotonic()
-        fetches = [fetch_venue(settings, v, {}, {}) for v in settings.venues]
+        fetches = [fetch_venue(settings, v, {}, {}, clock=lambda: NOW) for v in settings.venues]
         took = time.monotonic() - began
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -97,6 +97,11 @@ def run_fetch_and_load(tmp_path: Path, mode: str) -> tuple[pl.DataFrame, list[tu
             "select venue, market, dataset, error from fetch_log order by all"
         ).fetchall()
     return candles, log
+
+
+def stored(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    with Store.open(tmp_path / "hw.duckdb", read_only=True) as store:
+        return store.con.sql(sql).fetchall()
 
 
 HOSTILE = [
@@ -133,3 +138,52 @@ def test_pages_that_do_not_advance_stop_after_a_few_requests(tmp_path: Path) -> 
     # time, spot klines, one funding page: the loop stops at the first page that stays put.
     assert hostile.requests <= 4
     assert HOUR_MS  # the venue's grid is hourly
+
+
+def test_impossible_rows_are_rejected_counted_and_never_stored(tmp_path: Path) -> None:
+    candles, _ = run_fetch_and_load(tmp_path, "impossible")
+    assert candles.filter(pl.col("venue") == "healthy")["n"].to_list() == [60, 60]
+    rows = stored(
+        tmp_path,
+        "select rejected, note from fetch_log where venue = 'hostile' and dataset = 'candles'",
+    )
+    # Each page's first rows: negative open, zero prices, high < low (a row in seconds, read as
+    # 1970, falls outside the requested range and is dropped before it).
+    assert rows and all(rejected >= 3 for rejected, _ in rows)
+    notes = " ".join(note for _, note in rows)
+    for reason in ("not finite and positive", "outside low..high"):
+        assert reason in notes
+    bad = stored(
+        tmp_path,
+        "select count(*) from candles where venue = 'hostile' and (open <= 0 or isnan(close) "
+        "or low > least(open, close) or high < greatest(open, close) or open_time < '2009-01-03')",
+    )
+    assert bad == [(0,)]
+    assert stored(tmp_path, "select count(*) from candles where venue = 'hostile'")[0][0] > 0
+
+
+def test_a_venue_clock_ahead_cannot_pass_its_open_candle_off_as_closed(tmp_path: Path) -> None:
+    run_fetch_and_load(tmp_path, "skew")
+    newest = stored(
+        tmp_path,
+        "select max(open_time) from candles where venue = 'hostile' and market = 'spot'",
+    )[0][0]
+    # Our clock says 12:05: the 12:00 candle is still open, whatever the venue's clock says.
+    assert newest == datetime(2024, 3, 1, 11, tzinfo=UTC)
+    notes = stored(tmp_path, "select note from fetch_log where venue = 'hostile'")
+    assert any("venue clock +7200 s off ours" in (n or "") for (n,) in notes)
+
+
+def test_each_run_rereads_the_last_stored_candles_and_takes_a_revision(tmp_path: Path) -> None:
+    venue = HostileVenue("healthy", NOW_MS)
+    last = datetime(2024, 3, 1, 11, tzinfo=UTC)
+    with serve(venue) as good, serve(HostileVenue("healthy", NOW_MS)) as other:
+        settings = load_settings(config(tmp_path, good, other))
+        healthy = settings.venue("healthy")
+        first = fetch_venue(settings, healthy, {}, {}, clock=lambda: NOW)
+        venue.revised[NOW_MS - NOW_MS % HOUR_MS - HOUR_MS] = 179.0  # the venue corrects 11:00
+        marks = {("healthy", "spot", s, "1h"): last for s in ("BTCUSDT", "ETHUSDT")}
+        second = fetch_venue(settings, healthy, marks, {}, clock=lambda: NOW)
+    before = first.candles.filter(pl.col("open_time") == last)["close"].to_list()
+    after = second.candles.filter(pl.col("open_time") == last)["close"].to_list()
+    assert before != [179.0, 179.0] and after == [179.0, 179.0]

@@ -23,7 +23,7 @@ MODES = (
     "endless",  # a chunked 200 body that never ends
     "drip",  # a body sent a byte at a time
     "stuck_pages",  # full funding pages whose rows all sit at startTime
-    "impossible",  # negative, NaN, high < low, seconds taken for ms
+    "impossible",  # negative and zero prices, high < low, seconds taken for ms
     "skew",  # the venue's clock two hours ahead, the open candle sent as if closed
     "junk",  # a JSON object where rows belong
 )
@@ -37,6 +37,7 @@ class HostileVenue:
         self.now_ms = now_ms
         self.drip_interval_s = drip_interval_s
         self.requests = 0
+        self.revised: dict[int, float] = {}  # open time (ms) -> a corrected close
         self._lock = threading.Lock()
 
     def count(self) -> None:
@@ -55,7 +56,9 @@ class HostileVenue:
         rows = []
         for t in range(first, last + 1, HOUR_MS):
             price = 100.0 + (t // HOUR_MS) % 7
-            rows.append(_kline(t, price, price + 1, price - 1, price + 0.5, 10.0))
+            close = self.revised.get(t, price + 0.5)
+            high, low = max(price + 1, close), min(price - 1, close)
+            rows.append(_kline(t, price, high, low, close, 10.0))
             if len(rows) == limit:
                 break
         if self.mode == "huge_ts" and rows:
@@ -64,7 +67,7 @@ class HostileVenue:
             return {"rows": rows}
         if self.mode == "impossible" and len(rows) >= 4:
             rows[0][1:5] = ["-5", "1", "2", "3"]  # a negative open
-            rows[1][1:5] = ["NaN", "NaN", "NaN", "NaN"]
+            rows[1][1:5] = ["0", "0", "0", "0"]  # zero prices
             rows[2][2], rows[2][3] = "1", "500"  # high < low
             rows[3][0] = rows[3][0] // 1000  # seconds, read as 1970
         return rows

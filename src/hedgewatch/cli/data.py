@@ -147,7 +147,7 @@ def import_files(
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
     """Load candle files (Binance data archive, normalised CSV, Parquet) into the database."""
-    from hedgewatch.importing import CandleFileError, Defaults, read_candles
+    from hedgewatch.importing import CandleFileError, Defaults, read_checked
     from hedgewatch.storage.store import Store, StoreBusy, StoreError
 
     if market is not None and market not in ("spot", "perp"):
@@ -155,16 +155,23 @@ def import_files(
     settings = _settings(config)
     defaults = Defaults(venue=venue, market=market, interval=interval, symbol=symbol)
     total = 0
+    now = datetime.now(UTC)
     try:
         for path in files:
             rows = 0
-            for frame in read_candles(path, defaults):
+            rejected: dict[str, int] = {}
+            for checked in read_checked(path, defaults, now=now):
+                for reason, n in checked.rejects.items():
+                    rejected[reason] = rejected.get(reason, 0) + n
+                if checked.kept.is_empty():
+                    continue
                 with Store.open(
                     settings.storage.database, timeout_s=settings.storage.lock_timeout_s
                 ) as store:
-                    rows += store.upsert_candles(frame)
+                    rows += store.upsert_candles(checked.kept)
             total += rows
-            typer.echo(f"{path}: {rows} candles")
+            refused = "".join(f", {n} rejected: {reason}" for reason, n in sorted(rejected.items()))
+            typer.echo(f"{path}: {rows} candles{refused}")
     except CandleFileError as exc:
         raise fail(str(exc), 2) from None
     except StoreBusy as exc:

@@ -346,6 +346,8 @@ class Store:
                 "end_time": pl.Datetime("us", "UTC"),
                 "rows": pl.Int32,
                 "error": pl.Utf8,
+                "rejected": pl.Int32,
+                "note": pl.Utf8,
             },
         )
         with self.staged(fetched=frame):
