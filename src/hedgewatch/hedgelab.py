@@ -44,8 +44,6 @@ from hedgewatch.transforms.hedgelab.simulate import POLICY_KINDS, PolicyKind
 HOUR = timedelta(hours=1)
 _FAR = datetime(3000, 1, 1, tzinfo=UTC)  # "no end" for the range queries
 log = logging.getLogger(__name__)
-# History loaded before a backtest's first hour, so the min-variance target exists from the start.
-_WARMUP = 1.0
 _INSTRUMENT_COLUMNS = ("instrument", "venue", "market", "symbol", "interval")
 
 
@@ -315,7 +313,8 @@ def backtest_many(
     """`backtest` for several hedges from one read of the stored history."""
     hedges = [hedge_settings(settings, name) for name in names]
     chosen = policies(settings, kinds)
-    warmup = max(p.window_hours for p in chosen) * HOUR * _WARMUP
+    # One estimation window before the first hour, so the min-variance target exists from the start.
+    warmup = max(p.window_hours for p in chosen) * HOUR
     many = load_many_legs(store, settings, hedges, start - warmup, end)
     out: dict[str, Backtest | LabError] = {}
     for hedge in hedges:
