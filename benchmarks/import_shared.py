@@ -17,7 +17,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hedgewatch.replay.exchange import load_candle_files  # noqa: E402
+from hedgewatch.replay import load_candle_files  # noqa: E402
 from hedgewatch.storage.store import Store  # noqa: E402
 
 # ../shared/data beside the checkout (or beside its parent, for a worktree one level deeper).

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from hedgewatch.replay.exchange import (
+from hedgewatch.replay import (
     ReplayExchange,
     load_candle_files,
     load_funding_files,

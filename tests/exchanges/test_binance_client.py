@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.replay import ReplayExchange
 from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
 from hedgewatch.venues.base import Exchange
 from hedgewatch.venues.errors import InvalidRequest

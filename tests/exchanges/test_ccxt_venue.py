@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.replay import ReplayExchange
 from hedgewatch.venues import CANDLE_SCHEMA, FUNDING_SCHEMA, make_exchange
 from hedgewatch.venues.errors import InvalidRequest
 

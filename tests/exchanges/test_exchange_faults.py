@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from hedgewatch.replay.exchange import Fault, ReplayExchange
+from hedgewatch.replay import Fault, ReplayExchange
 from hedgewatch.venues import make_exchange
 from hedgewatch.venues.base import Exchange
 from hedgewatch.venues.binance import BINANCE, VenueSpec

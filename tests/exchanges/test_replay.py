@@ -1,6 +1,9 @@
 """The replay exchange's wire format, limits and data loading (raw HTTP, no client)."""
 
 import gzip
+import os
+import signal
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,8 +13,9 @@ import httpx
 import polars as pl
 import pytest
 
-from hedgewatch.replay import exchange as replay_module
-from hedgewatch.replay.exchange import ReplayExchange, load_candle_files
+from hedgewatch.replay import ReplayExchange, load_candle_files
+from hedgewatch.replay import serve as serve_module
+from hedgewatch.replay.server import CLOCK_PATH
 
 OPEN_TIME_MS = 1709294400000  # 2024-03-01 12:00 UTC, the candle open at the fixture's now (12:30)
 
@@ -192,23 +196,35 @@ def test_funding_loader_keeps_exchange_symbol_time_and_rate(stored_funding: pl.D
     assert "binance" in stored_funding["exchange"].to_list()
 
 
-def test_serve_prints_the_url_and_answers_until_interrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_answers_moves_its_clock_and_stops_on_a_signal(tmp_path: Path, signum: int) -> None:
     data = tmp_path / "binance_spot_1h_tiny.csv.gz"
     data.write_bytes(
         gzip.compress(b"ts,symbol,open,high,low,close,volume\n0,BTCUSDT,1,2,0.5,1.5,10\n")
     )
     answers: list[Any] = []
+    said: list[str] = []
 
-    def interrupt(_seconds: float) -> None:
-        url = capsys.readouterr().out.split("Replay exchange at ")[1].split()[0]
-        answers.append(httpx.get(url + "/api/v3/time", timeout=5).json())
-        raise KeyboardInterrupt
+    def echo(line: str) -> None:
+        said.append(line)
+        if line.startswith("Replay exchange at "):
+            url = line.split("Replay exchange at ")[1].split()[0]
+            answers.append(httpx.get(url + "/api/v3/time", timeout=5).json())
+            moved = httpx.post(url + CLOCK_PATH, json={"advance_s": 7200}, timeout=5)
+            answers.append(moved.json())
+            answers.append(httpx.get(url + "/api/v3/time", timeout=5).json())
+            bad = httpx.post(url + CLOCK_PATH, json={"now": "yesterday"}, timeout=5)
+            answers.append(bad.status_code)
+            # Delivered to this process while serve() waits: it must stop, not hang or die.
+            threading.Timer(0.1, os.kill, (os.getpid(), signum)).start()
 
-    monkeypatch.setattr(replay_module, "time", SimpleNamespace(sleep=interrupt, time=lambda: 0.0))
-
-    replay_module.serve([data])
+    serve_module.serve([data], echo=echo)
 
     # now defaults to the end of the last stored candle: 1970-01-01 01:00.
-    assert answers == [{"serverTime": 3_600_000}]
+    assert answers == [
+        {"serverTime": 3_600_000},
+        {"now": "1970-01-01T03:00:00+00:00"},
+        {"serverTime": 10_800_000},
+        400,
+    ]
+    assert said[-1] == "stopped"

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from hedgewatch.replay.exchange import Fault
+from hedgewatch.replay import Fault
 from hedgewatch.storage.store import Store
 from hedgewatch.venues import REST_SPECS, make_exchange
 from hedgewatch.venues.errors import InvalidRequest, RateLimited

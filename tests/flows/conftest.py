@@ -105,7 +105,7 @@ def webhook() -> Iterator[Webhook]:
 def replay_market() -> tuple[Any, Any]:
     """The demo's Binance candles and funding, loaded once per session."""
     from hedgewatch.demo import demo_data_dir
-    from hedgewatch.replay.exchange import load_candle_files, load_funding_files
+    from hedgewatch.replay import load_candle_files, load_funding_files
 
     data = demo_data_dir()
     return (

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from hedgewatch.cli import app
 from hedgewatch.demo import demo_data_dir, example_config
-from hedgewatch.replay.exchange import load_candle_files
+from hedgewatch.replay import load_candle_files
 from hedgewatch.storage.store import Store
 
 

@@ -93,8 +93,11 @@ def test_every_example_query_runs_on_the_schema(database: Path) -> None:
         assert code == 0, f"{example.name}: {err}"
 
 
-def test_replay_serve_answers_binance_requests(tmp_path: Path) -> None:
-    data = ROOT / "demo" / "data" / "binance_spot_1h_2022-04-20_2022-05-16.csv.gz"
+def test_replay_serve_takes_data_a_b_moves_its_clock_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    spot = ROOT / "demo" / "data" / "binance_spot_1h_2022-04-20_2022-05-16.csv.gz"
+    perp = ROOT / "demo" / "data" / "binance_usdm_perp_1h_2022-04-20_2022-05-16.csv.gz"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -103,7 +106,8 @@ def test_replay_serve_answers_binance_requests(tmp_path: Path) -> None:
             "replay",
             "serve",
             "--data",
-            str(data),
+            str(spot),
+            str(perp),  # `--data A B`, as the README writes it
             "--now",
             "2022-05-09T12:30:00Z",
         ],
@@ -126,9 +130,31 @@ def test_replay_serve_answers_binance_requests(tmp_path: Path) -> None:
         assert len(klines) == 3 and klines[-1][0] == int(
             datetime(2022, 5, 9, 12, tzinfo=UTC).timestamp() * 1000
         )
+        perp_klines = httpx.get(
+            f"{url}/fapi/v1/klines",
+            params={"symbol": "BTCUSDT", "interval": "1h", "limit": 1},
+            timeout=5,
+        ).json()
+        assert len(perp_klines) == 1
+
+        code, out, _ = invoke("replay", "advance", "12h", "--url", url)
+        assert code == 0 and "2022-05-10T00:30:00+00:00" in out
+        server_time = httpx.get(f"{url}/api/v3/time", timeout=5).json()["serverTime"]
+        assert server_time == int(datetime(2022, 5, 10, 0, 30, tzinfo=UTC).timestamp() * 1000)
+        code, out, _ = invoke("replay", "advance", "--to", "2022-05-11T00:00:00Z", "--url", url)
+        assert code == 0 and "2022-05-11T00:00:00+00:00" in out
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=10)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout.strip().endswith("stopped")
+
+
+def test_replay_advance_without_an_exchange_exits_1_and_bad_input_exits_2() -> None:
+    code, _, err = invoke("replay", "advance", "1h", "--url", "http://127.0.0.1:9")
+    assert code == 1 and "no replay exchange answers" in err
+    code, _, err = invoke("replay", "advance", "soon", "--url", "http://127.0.0.1:9")
+    assert code == 2 and "not a duration" in err
 
 
 def test_replay_serve_rejects_missing_files_and_bad_times(tmp_path: Path) -> None:

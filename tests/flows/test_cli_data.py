@@ -16,7 +16,7 @@ from hedgewatch.flows.backfill import run_backfill
 from typer.testing import CliRunner
 
 from hedgewatch.cli import app
-from hedgewatch.replay.exchange import Fault, ReplayExchange, load_candle_files, make_replay
+from hedgewatch.replay import Fault, ReplayExchange, load_candle_files, make_replay
 from hedgewatch.settings import load_settings
 from hedgewatch.storage.store import Store
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hedgewatch.flows.hourly import hourly
 
-from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.replay import ReplayExchange
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from hedgewatch.cli import app
 from hedgewatch.hedgelab import attach_rebalance
-from hedgewatch.replay.exchange import load_candle_files, load_funding_files
+from hedgewatch.replay import load_candle_files, load_funding_files
 from hedgewatch.settings import ConfigError, HedgeSettings, LegSettings, load_settings
 from hedgewatch.storage.store import Store
 from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA

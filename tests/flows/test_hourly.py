@@ -14,7 +14,7 @@ import tomli_w
 from hedgewatch.flows.hourly import hourly
 
 from hedgewatch.demo import demo_data_dir, write_demo_config
-from hedgewatch.replay.exchange import Fault, ReplayExchange, load_candle_files, load_funding_files
+from hedgewatch.replay import Fault, ReplayExchange, load_candle_files, load_funding_files
 from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow

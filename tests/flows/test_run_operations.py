@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hedgewatch.flows.hourly import hourly
 
-from hedgewatch.replay.exchange import ReplayExchange
+from hedgewatch.replay import ReplayExchange
 from hedgewatch.storage.store import Store
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 
 from hedgewatch.fetching import fetch_venue
-from hedgewatch.replay.exchange import Fault, load_candle_files, make_replay
+from hedgewatch.replay import Fault, load_candle_files, make_replay
 from hedgewatch.settings import load_settings
 from hedgewatch.storage.store import Store
 
