@@ -11,9 +11,11 @@ delivers and records that hour (12 series). Measured:
    flow's order, the run recorded in DuckDB but no Prefect artifact). Runs alternate.
 2. A fresh process per run, talking to a running Prefect server (`serve` starts each scheduled run
    in its own process): the flow, against the plain steps in a fresh process.
-3. A fresh process per run with no server configured: the flow starts a temporary one (what a bare
-   `hedgewatch run` pays).
-4. `hedgewatch demo` end to end (18 runs through the LUNA crash), wall time.
+3. A fresh process per run with no server configured and Prefect's temporary server allowed
+   (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180): option (c), which hedgewatch no longer
+   uses — a bare `hedgewatch run` now takes the plain path of 2.
+4. Option (a): a `prefect server` owned by the caller (`local_prefect_server`), start to healthy.
+5. `hedgewatch demo` end to end (19 runs through the LUNA crash, its own server), wall time.
 
 Prints a table; take the median, and re-run on a quiet machine before quoting figures.
 """
@@ -59,29 +61,10 @@ print(f"{time.perf_counter() - started:.3f}")
 
 
 def plain_run(config_path: str) -> None:
-    """The hourly flow's steps, in its order, as plain functions (no Prefect engine or API)."""
-    import uuid
+    """The hourly flow's steps as plain functions: what `hedgewatch run` does with no server."""
+    from hedgewatch.flows.hourly import hourly_now
 
-    from hedgewatch.flows import hourly as h
-
-    from hedgewatch.settings import load_settings, utc_now
-    from hedgewatch.storage.store import Store
-
-    settings = load_settings(Path(config_path))
-    summary = h.RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
-    candle_marks, funding_marks = h.read_watermarks.fn(settings)
-    fetches = [
-        h.fetch.fn(settings, venue, candle_marks, funding_marks)
-        for venue in settings.venues
-        if venue.enabled
-    ]
-    summary.as_of = max((f.server_time for f in fetches if f.server_time), default=None)
-    summary = h.load_compute_evaluate.fn(settings, fetches, summary)
-    summary.deliveries = h.deliver.fn(settings)
-    summary.status = "partial" if summary.failures else "ok"
-    with Store.open(settings.storage.database) as store:
-        store.finish_run(summary.run_id, utc_now(), summary.status, h._jsonable(summary))
-    h.run_markdown(summary)
+    hourly_now(config_path)
 
 
 def write_config(workdir: Path, url: str) -> Path:
@@ -122,7 +105,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     tmp = Path(tempfile.mkdtemp(prefix="hedgewatch-bench-"))
     os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
 
@@ -132,7 +115,7 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     from hedgewatch.demo import demo_data_dir
-    from hedgewatch.replay.exchange import ReplayExchange, load_candle_files, load_funding_files
+    from hedgewatch.replay import ReplayExchange, load_candle_files, load_funding_files
 
     data = demo_data_dir()
     candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
@@ -183,10 +166,19 @@ def main() -> None:
                 subprocess.run(
                     [sys.executable, "-c", FLOW, str(config)],
                     check=True,
-                    env=no_server,
+                    env={**no_server, "PREFECT_SERVER_EPHEMERAL_ENABLED": "true"},
                     stdout=subprocess.DEVNULL,
                 )
                 results.setdefault("3. fresh process, temporary server: Prefect flow", []).append(
+                    time.perf_counter() - started
+                )
+
+        from hedgewatch.flows.runtime import local_prefect_server
+
+        for n in range(max(2, args.repeat // 2)):
+            started = time.perf_counter()
+            with local_prefect_server(tmp / f"server-{n}"):
+                results.setdefault("4. own prefect server: start to healthy", []).append(
                     time.perf_counter() - started
                 )
 
@@ -204,7 +196,7 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                results.setdefault("4. hedgewatch demo (18 runs)", []).append(
+                results.setdefault("5. hedgewatch demo (19 runs, own server)", []).append(
                     time.perf_counter() - started
                 )
     finally:

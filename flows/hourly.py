@@ -15,8 +15,12 @@ run sends a pipeline-failure alert (`hedgewatch.outbox.failure`).
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,19 +29,21 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 
 from hedgewatch import pipeline
 from hedgewatch.fetching import VenueFetch, fetch_venue
 from hedgewatch.metrics_export import write_textfile
 from hedgewatch.outbox import deliver as delivering
-from hedgewatch.outbox.failure import on_flow_failure
-from hedgewatch.settings import Settings, VenueSettings, load_settings, utc_now
+from hedgewatch.outbox.failure import on_flow_failure, report_failure
+from hedgewatch.settings import Settings, VenueSettings, load_settings, resolve_config, utc_now
 from hedgewatch.storage.store import Store, StoreBusy, StoreError
 
 # Hours whose metrics must be recomputed, set before candles are written and cleared after the
 # metrics are: a run killed in between recomputes them next time.
 METRICS_DIRTY_SINCE = "metrics.dirty_since"
 BUSY_RETRY_DELAY_S = 30.0
+FLOW_NAME = "hedgewatch-hourly"
 
 
 @dataclass
@@ -257,10 +263,19 @@ def deliver(settings: Settings) -> dict[str, Any]:
 def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     summary.status = "partial" if summary.failures else "ok"
     with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
-        store.finish_run(summary.run_id, utc_now(), summary.status, _jsonable(summary))
-    create_markdown_artifact(
-        key="hedgewatch-run", markdown=run_markdown(summary), description="hedgewatch hourly run"
-    )
+        record = _jsonable(summary)
+        # Read-only commands given no config use the settings of the last run (secrets masked);
+        # a run stores them when they differ from the last stored ones.
+        snapshot = json.loads(settings.model_dump_json())
+        if store.last_run_settings() != snapshot:
+            record["settings"] = snapshot
+        store.finish_run(summary.run_id, utc_now(), summary.status, record)
+    if FlowRunContext.get() is not None:  # inside a Prefect flow run (not a plain run)
+        create_markdown_artifact(
+            key="hedgewatch-run",
+            markdown=run_markdown(summary),
+            description="hedgewatch hourly run",
+        )
     textfile = settings.metrics_export.textfile
     if textfile is not None:
         try:
@@ -272,28 +287,94 @@ def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     return summary
 
 
-@flow(name="hedgewatch-hourly", log_prints=True, on_failure=[on_flow_failure])
-def hourly(config_path: str = "hedgewatch.toml") -> RunSummary:
-    """One hourly run. A missed run heals on the next: every series resumes at its watermark."""
-    settings = load_settings(Path(config_path))
+@flow(name=FLOW_NAME, log_prints=True, on_failure=[on_flow_failure])
+def hourly(config_path: str | None = None) -> RunSummary:
+    """One hourly run. A missed run heals on the next: every series resumes at its watermark.
+
+    `config_path` is resolved when the run starts (see `settings.resolve_config`): the
+    parameter, else $HEDGEWATCH_CONFIG, else hedgewatch.toml in the working directory.
+    """
+    return run_steps(load_settings(resolve_config(config_path)), prefect=True)
+
+
+def hourly_now(config_path: str | None = None, *, dry_run: bool = False) -> RunSummary:
+    """The same run as `hourly`, its steps called as plain functions: no Prefect API needed.
+
+    A failure is announced as the flow's on-failure hook would. With `dry_run` the run works on
+    a temporary copy of the database with delivery off: it fetches and computes, and the real
+    database, the outbox and the channels see nothing.
+    """
+    settings = load_settings(resolve_config(config_path))
+    if dry_run:
+        return dry_run_steps(settings)
+    started = utc_now()
+    try:
+        return run_steps(settings, prefect=False)
+    except Exception as exc:
+        report_failure(
+            settings,
+            flow=FLOW_NAME,
+            run_id=f"local-{uuid.uuid4().hex[:12]}",
+            started_at=started,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        raise
+
+
+def dry_run_steps(settings: Settings) -> RunSummary:
+    """Fetch and compute on a copy of the database; deliver nothing, keep nothing."""
+    source = settings.storage.database
+    with tempfile.TemporaryDirectory(prefix="hedgewatch-dry-run-") as tmp:
+        copy = Path(tmp) / "dry-run.duckdb"
+        if source.exists():
+            with Store.open(source, read_only=True, timeout_s=settings.storage.lock_timeout_s):
+                shutil.copyfile(source, copy)  # no writer holds the file while we hold it
+        scratch = settings.model_copy(
+            update={"storage": settings.storage.model_copy(update={"database": copy})}
+        )
+        summary = run_steps(scratch, prefect=False, deliver_outbox=False, record=False)
+        with Store.open(copy, read_only=True) as store:
+            summary.deliveries = {"would_send": store.queued_count()}
+    summary.status = "dry-run"
+    return summary
+
+
+def run_steps(
+    settings: Settings, *, prefect: bool, deliver_outbox: bool = True, record: bool = True
+) -> RunSummary:
+    """The run's steps in order; as Prefect tasks inside the flow, else as plain functions."""
     summary = RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
     step = settings.schedule.step_timeout_s
-    candle_marks, funding_marks = read_watermarks.with_options(timeout_seconds=step)(settings)
-    futures = [
-        fetch.with_options(tags=["exchange", f"venue:{venue.name}"]).submit(
-            settings, venue, candle_marks, funding_marks
-        )
-        for venue in settings.venues
-        if venue.enabled
-    ]
-    fetches = [future.result() for future in futures]
+
+    def call(task: Any) -> Any:
+        return task.with_options(timeout_seconds=step) if prefect else task.fn
+
+    candle_marks, funding_marks = call(read_watermarks)(settings)
+    venues = [venue for venue in settings.venues if venue.enabled]
+    if prefect:
+        futures = [
+            fetch.with_options(tags=["exchange", f"venue:{venue.name}"]).submit(
+                settings, venue, candle_marks, funding_marks
+            )
+            for venue in venues
+        ]
+        fetches = [future.result() for future in futures]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, len(venues))) as pool:
+            fetches = list(
+                pool.map(lambda v: fetch.fn(settings, v, candle_marks, funding_marks), venues)
+            )
     summary.as_of = max((f.server_time for f in fetches if f.server_time), default=None)
     summary.failures = [f"{f.venue}: {f.error}" for f in fetches if f.error] + [
         f"{s.venue} {s.market} {s.symbol} {s.dataset}: {s.error}" for f in fetches for s in f.failed
     ]
-    summary = load_compute_evaluate.with_options(timeout_seconds=step)(settings, fetches, summary)
-    summary.deliveries = deliver.with_options(timeout_seconds=step)(settings)
-    return publish.with_options(timeout_seconds=step)(settings, summary)
+    summary = call(load_compute_evaluate)(settings, fetches, summary)
+    if deliver_outbox:
+        summary.deliveries = call(deliver)(settings)
+    if not record:
+        summary.status = "partial" if summary.failures else "ok"
+        return summary
+    return call(publish)(settings, summary)
 
 
 def run_markdown(summary: RunSummary) -> str:

@@ -3,10 +3,14 @@
 The replay exchange serves the bundled Binance candles over HTTP on loopback; its clock steps
 through the crash and the real hourly flow runs at each step — fetching with the Binance client,
 loading DuckDB, computing metrics, walking the alert state machines and filling the outbox.
+Each run is a Prefect flow run on a `prefect server` the demo starts on loopback (its database in
+the demo's folder), waits for by polling its health endpoint, and stops at the end — so the demo
+never depends on how fast a temporary server starts (see flows/runtime.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import tomllib
@@ -18,8 +22,13 @@ from typing import Any
 
 import tomli_w
 
-from hedgewatch.flows.runtime import quiet_prefect
-from hedgewatch.replay.exchange import ReplayExchange, load_candle_files, load_funding_files
+from hedgewatch.flows.runtime import (
+    api_configured,
+    configured_api_url,
+    local_prefect_server,
+    quiet_prefect,
+)
+from hedgewatch.replay import ReplayExchange, load_candle_files, load_funding_files
 from hedgewatch.storage.store import Store
 
 HISTORY_START = datetime(2022, 4, 20, tzinfo=UTC)
@@ -62,8 +71,13 @@ def run_demo(
     echo: Callable[[str], None] = print,
     first_run: datetime = FIRST_RUN,
     last_run: datetime = LAST_RUN,
+    api_url: str | None = None,
 ) -> list[tuple[Any, ...]]:
-    """Run the demo from scratch in `workdir`; returns the alert timeline rows."""
+    """Run the demo from scratch in `workdir`; returns the alert timeline rows.
+
+    The flow runs go to `api_url` when given, else to the Prefect server PREFECT_API_URL names,
+    else to a server the demo starts for itself and stops at the end.
+    """
     from hedgewatch.flows.hourly import hourly
 
     started = time.perf_counter()
@@ -77,7 +91,18 @@ def run_demo(
         f"hedgewatch demo: replaying Binance {first_run:%Y-%m-%d} → {last_run:%Y-%m-%d} "
         f"(LUNA/UST collapse), a run every {step_hours} h"
     )
-    with ReplayExchange(candles, funding, now=first_run) as exchange, quiet_prefect():
+    if api_url is None and api_configured():
+        api_url = configured_api_url()
+    with contextlib.ExitStack() as stack:
+        if api_url is None:
+            server_started = time.perf_counter()
+            api_url = stack.enter_context(local_prefect_server(workdir / "prefect"))
+            echo(
+                f"Prefect server on {api_url.removesuffix('/api')} "
+                f"(ready in {time.perf_counter() - server_started:.1f} s; stopped at the end)"
+            )
+        stack.enter_context(quiet_prefect(api_url=api_url))
+        exchange = stack.enter_context(ReplayExchange(candles, funding, now=first_run))
         config = write_demo_config(workdir, exchange.url)
         echo(f"replay exchange on {exchange.url}; config {config}")
         now = first_run

@@ -493,10 +493,18 @@ def load_prefect_secret(block: str) -> str:
     return str(secret.get())  # type: ignore[union-attr]
 
 
+UNLOADED_SECRET = "(not loaded)"  # noqa: S105 - a placeholder, never a secret
+
+
 def _inject_secrets(
-    raw: dict[str, Any], env: Mapping[str, str], load_secret: SecretLoader = load_prefect_secret
+    raw: dict[str, Any],
+    env: Mapping[str, str],
+    load_secret: SecretLoader = load_prefect_secret,
+    *,
+    resolve: bool = True,
 ) -> None:
-    """Replace `<secret>_env` / `<secret>_secret_block` names in channel tables by the values."""
+    """Replace `<secret>_env` / `<secret>_secret_block` names in channel tables by the values
+    (by a placeholder when `resolve` is false: nothing is read from the environment or Prefect)."""
     channels = raw.get("channels")
     if not isinstance(channels, dict):
         return
@@ -515,6 +523,10 @@ def _inject_secrets(
                 raise ConfigError(
                     f"channels.{name}.{block_key}: give {env_key} or {block_key}, not both"
                 )
+            if not resolve:
+                if table.pop(block_key, None) is not None or table.pop(env_key, None) is not None:
+                    table[secret] = UNLOADED_SECRET
+                continue
             if block_key in table:
                 block = str(table.pop(block_key))
                 try:
@@ -559,8 +571,14 @@ def load_settings(
     path: Path | str,
     env: Mapping[str, str] | None = None,
     load_secret: SecretLoader = load_prefect_secret,
+    *,
+    secrets: bool = True,
 ) -> Settings:
-    """Read and validate a config file; raises ConfigError naming the file and the field."""
+    """Read and validate a config file; raises ConfigError naming the file and the field.
+
+    With `secrets=False` (commands that only read the database) no channel secret is looked up:
+    each is replaced by a placeholder, and a missing variable or block is no error.
+    """
     path = Path(path)
     env = os.environ if env is None else env
     try:
@@ -572,7 +590,7 @@ def load_settings(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
     try:
-        _inject_secrets(raw, env, load_secret)
+        _inject_secrets(raw, env, load_secret, resolve=secrets)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     database = env.get("HEDGEWATCH_DATABASE")
@@ -612,6 +630,18 @@ def load_settings(
             "source": path.resolve(),
         }
     )
+
+
+CONFIG_ENV = "HEDGEWATCH_CONFIG"
+DEFAULT_CONFIG = "hedgewatch.toml"
+
+
+def resolve_config(config_path: str | Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """The config a run reads, decided when it runs: `config_path` when given (a deployment's
+    parameter, the -c option), else $HEDGEWATCH_CONFIG, else hedgewatch.toml in the working
+    directory."""
+    env = os.environ if env is None else env
+    return Path(config_path or env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser()
 
 
 def utc_now() -> datetime:

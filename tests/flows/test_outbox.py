@@ -309,10 +309,10 @@ def test_alerts_test_sends_through_the_named_channel(tmp_path: Path, hook: Hook)
     assert sent.exit_code == 0, sent.output
     [(key, body)] = hook.received
     assert key.startswith("test|hook|") and "test notification" in body["text"]
-    unknown = runner.invoke(app, ["alerts", "test", "-C", "pager", "-c", str(config)], env=env)
+    unknown = runner.invoke(app, ["alerts", "test", "pager", "-c", str(config)], env=env)
     assert unknown.exit_code == 2 and "unknown channel 'pager'" in unknown.output
     hook.status = 500
-    failed = runner.invoke(app, ["alerts", "test", "-C", "hook", "-c", str(config)], env=env)
+    failed = runner.invoke(app, ["alerts", "test", "hook", "-c", str(config)], env=env)
     assert failed.exit_code == 1 and TOKEN not in failed.output
 
 
@@ -409,7 +409,7 @@ def test_secrets_never_reach_logs_database_outbox_or_errors(
     texts += [p.read_text() for p in (tmp_path / "outbox").glob("*")]
     runner = CliRunner()
     env = {"TEST_HOOK_URL": hook.url, "TEST_SMTP_PASSWORD": PASSWORD}
-    for args in (["alerts", "list"], ["alerts", "test", "-C", "hook"], ["check-config"]):
+    for args in (["alerts", "list"], ["alerts", "test", "hook"], ["check-config"]):
         texts.append(runner.invoke(app, [*args, "-c", str(config)], env=env).output)
     blob = "\n".join(texts)
     assert TOKEN not in blob and PASSWORD not in blob

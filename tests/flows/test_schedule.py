@@ -50,11 +50,12 @@ def test_the_hourly_deployment_registers_with_its_cron_schedule(
     assert limit.concurrency_limit == 1
 
 
-def test_prefect_yaml_declares_the_same_deployment_as_serve() -> None:
+def test_prefect_yaml_declares_the_same_flow_and_schedule_as_serve_under_its_own_name() -> None:
     declared = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     (deployment,) = declared["deployments"]
     defaults = ScheduleSettings()
-    assert deployment["name"] == defaults.deployment
+    # Its own name: deploying it never replaces the deployment `hedgewatch serve` registers.
+    assert deployment["name"] != defaults.deployment
     assert deployment["concurrency_limit"] == 1
     assert deployment["schedules"] == [
         {"cron": defaults.cron, "timezone": defaults.timezone, "active": True}
@@ -63,7 +64,9 @@ def test_prefect_yaml_declares_the_same_deployment_as_serve() -> None:
     from hedgewatch.flows.hourly import hourly
 
     assert getattr(importlib.import_module(module), function) is hourly
-    assert set(deployment["parameters"]) == {"config_path"}
+    assert hourly.name == FLOW_NAME
+    # No config_path: the run resolves it when it starts ($HEDGEWATCH_CONFIG or hedgewatch.toml).
+    assert deployment["parameters"] == {}
 
 
 @pytest.mark.parametrize(
@@ -137,7 +140,9 @@ def test_serve_rejects_a_bad_cron_and_needs_a_prefect_server(
     config = str(small_config(tmp_path, "http://127.0.0.1:9", "2022-05-01T00:00:00Z"))
     result = CliRunner().invoke(app, ["serve", "-c", config, "--cron", "whenever"])
     assert result.exit_code == 2 and "--cron" in result.stderr
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from hedgewatch.flows import runtime
+
+    monkeypatch.setattr(runtime, "configured_api_url", lambda: None)
     result = CliRunner().invoke(app, ["serve", "-c", config])
     assert result.exit_code == 2 and "PREFECT_API_URL" in result.stderr
 

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from hedgewatch.storage.store import Store
     from hedgewatch.sweep import Axis
 
-from hedgewatch.cli.common import DEFAULT_CONFIG, ConfigOption, _settings, fail, format_rows
+from hedgewatch.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    _settings,
+    fail,
+    format_rows,
+    reading_settings,
+)
 from hedgewatch.cli.common import OutputFormat as QueryFormat
 
 app = typer.Typer()
@@ -53,11 +60,14 @@ def parse_time(text: str, option: str) -> datetime:
 
 
 @contextmanager
-def _store(config: Path, *, read_only: bool = False) -> Iterator[tuple[Settings, Store]]:
-    """Settings and an open store; a busy database exits 3, a broken one 2."""
+def _store(
+    config: Path, *, read_only: bool = False, database: Path | None = None
+) -> Iterator[tuple[Settings, Store]]:
+    """Settings and an open store; a busy database exits 3, a broken one 2. Reading needs no
+    secret (and, with `database`, no config: the last run's settings serve)."""
     from hedgewatch.storage.store import Store, StoreBusy, StoreError
 
-    settings = _settings(config)
+    settings = reading_settings(config, database) if read_only else _settings(config)
     try:
         opened = Store.open(
             settings.storage.database,
@@ -86,11 +96,14 @@ def _store(config: Path, *, read_only: bool = False) -> Iterator[tuple[Settings,
 @alerts_app.command("list")
 def list_alerts(
     config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
     fmt: Annotated[QueryFormat, typer.Option("--format", "-f")] = QueryFormat.table,
 ) -> None:
     """Every (rule, subject) with its state — ok, pending, firing or no data — the arm it fired
     on, the alert muting it (inhibition) and silences."""
-    with _store(config, read_only=True) as (settings, store):
+    with _store(config, read_only=True, database=database) as (settings, store):
         columns = [
             "rule",
             "subject",
@@ -177,10 +190,19 @@ def unsilence(
 
 @alerts_app.command("test")
 def test_channel(
-    channel: Annotated[str, typer.Option("--channel", "-C", help="A channel from the config.")],
+    channel: Annotated[
+        str | None, typer.Argument(help="A channel from the config.", show_default=False)
+    ] = None,
+    channel_option: Annotated[
+        str | None, typer.Option("--channel", help="The same, as an option.")
+    ] = None,
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Send a test notification through one channel now (not through the outbox)."""
+    """Send a test notification through CHANNEL now (not through the outbox)."""
+    if (channel is None) == (channel_option is None):
+        raise fail("name one channel: `hedgewatch alerts test CHANNEL [-c FILE]`", 2)
+    channel = channel or channel_option
+    assert channel is not None
     import dataclasses
 
     from hedgewatch.alerts.state import AlertEvent
@@ -273,7 +295,7 @@ def backtest(
     from hedgewatch.storage.store import StoreBusy, StoreError
     from hedgewatch.sweep import GridError, check_axes, parse_sweep
 
-    settings = _settings(config)
+    settings = reading_settings(config, database)
     first = parse_time(start, "--from")
     last = parse_time(end, "--to")
     if last <= first:

@@ -1,10 +1,15 @@
-"""What every command shares: the config option, output formats, errors with exit codes."""
+"""What every command shares: the config option, output formats, errors with exit codes.
+
+Exit codes are a contract (README, "Exit codes"): 0 ok, 1 failure, 2 usage or configuration,
+3 the database is busy, 4 partial (the run finished but something in it failed, e.g. a venue).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,6 +30,57 @@ ConfigOption = Annotated[
 ]
 DEFAULT_CONFIG = Path("hedgewatch.toml")
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BUSY = 3
+EXIT_PARTIAL = 4
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The options given before the command (`hedgewatch --log-level debug run`)."""
+
+    log_level: str = "WARNING"
+    log_format: str = "text"
+
+
+def global_options() -> GlobalOptions:
+    """The global options of the command being run (defaults outside a command)."""
+    import click
+
+    context = click.get_current_context(silent=True)
+    found = context.find_root().obj if context is not None else None
+    return found if isinstance(found, GlobalOptions) else GlobalOptions()
+
+
+def log_level() -> str:
+    return global_options().log_level
+
+
+def reapply_logging() -> None:
+    """Apply --log-level/--log-format again (after importing Prefect, which resets handlers)."""
+    from hedgewatch.logs import configure_logging
+
+    options = global_options()
+    configure_logging(options.log_level, "json" if options.log_format == "json" else "text")
+
+
+class WaitNotice:
+    """Says once that a run holds the database and the command waits for it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.told = False
+
+    def __call__(self, remaining: float) -> None:
+        if not self.told:
+            typer.echo(
+                f"hedgewatch: a run is writing {self.path}; waiting up to {remaining:.0f} s…",
+                err=True,
+            )
+            self.told = True
+
 
 class OutputFormat(StrEnum):
     table = "table"
@@ -33,20 +89,73 @@ class OutputFormat(StrEnum):
 
 
 def fail(message: str, code: int) -> typer.Exit:
+    """Print `hedgewatch: message` on stderr; raise the result to exit with `code`."""
     typer.echo(f"hedgewatch: {message}", err=True)
     return typer.Exit(code)
 
 
-def _settings(config: Path) -> Settings:
+def _settings(config: Path, *, secrets: bool = True) -> Settings:
+    """The validated config; `secrets=False` for commands that never send (no secret is read)."""
     from hedgewatch.settings import load_settings
 
     try:
-        return load_settings(config)
+        return load_settings(config, secrets=secrets)
     except ConfigError as exc:
-        raise fail(str(exc), 2) from None
+        raise fail(str(exc), EXIT_USAGE) from None
 
 
-def format_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat) -> str:
+def database_path(config: Path, database: Path | None) -> Path:
+    """The database a read-only command reads: -d, else the config's (read without secrets)."""
+    if database is not None:
+        return database
+    return _settings(config, secrets=False).storage.database
+
+
+def reading_settings(config: Path, database: Path | None, *, wait: float = 30.0) -> Settings:
+    """Settings for a command that reads the database and needs the rules or hedges: the config
+    (without its secrets) when the file is there, else — with -d — the settings the database's
+    last run stored."""
+    if config.is_file() or database is None:
+        settings = _settings(config, secrets=False)
+    else:
+        settings = stored_settings(config, database, wait)
+    if database is not None:
+        storage = settings.storage.model_copy(update={"database": database})
+        settings = settings.model_copy(update={"storage": storage})
+    return settings
+
+
+def stored_settings(config: Path, database: Path, wait: float) -> Settings:
+    from pydantic import ValidationError
+
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    try:
+        with Store.open(database, read_only=True, timeout_s=wait) as store:
+            snapshot = store.last_run_settings()
+    except StoreBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if snapshot is None:
+        raise fail(
+            f"{config}: config file not found, and {database} holds no settings from a run; "
+            "give the config with -c FILE (or $HEDGEWATCH_CONFIG)",
+            EXIT_USAGE,
+        )
+    try:
+        return Settings.model_validate(snapshot)
+    except ValidationError as exc:
+        raise fail(
+            f"{database}: the settings stored with its last run no longer validate "
+            f"({exc.error_count()} errors); give the config with -c FILE",
+            EXIT_USAGE,
+        ) from None
+
+
+def format_rows(
+    columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputFormat, *, footer: bool = True
+) -> str:
     if fmt is OutputFormat.json:
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         return json.dumps(records, default=_json_default, indent=2) + "\n"
@@ -64,8 +173,8 @@ def format_rows(columns: list[str], rows: list[tuple[Any, ...]], fmt: OutputForm
         table.add_row(*[_cell(v) for v in row])
     console = Console(file=io.StringIO(), width=max(80, min(240, 20 * len(columns))), record=True)
     console.print(table)
-    footer = f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n"
-    return console.export_text() + footer
+    count = f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n" if footer else ""
+    return console.export_text() + count
 
 
 def _cell(value: Any) -> str:

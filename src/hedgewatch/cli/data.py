@@ -14,6 +14,7 @@ from hedgewatch.cli.common import (
     ConfigOption,
     OutputFormat,
     _settings,
+    database_path,
     fail,
     format_rows,
 )
@@ -196,7 +197,7 @@ def gaps(
 
     from hedgewatch.storage.store import StoreBusy, StoreError, connect
 
-    path = database or _settings(config).storage.database
+    path = database_path(config, database)
     try:
         con = connect(path, read_only=True, timeout_s=30.0)
     except StoreBusy as exc:

@@ -1,9 +1,10 @@
-"""Operations commands: `serve` (the hourly schedule), `metrics` (Prometheus), `export`
-(Parquet) and `report` (HTML)."""
+"""Operations commands: `serve` (the hourly schedule), `status`, `metrics` (Prometheus),
+`export` (Parquet) and `report` (HTML)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -11,7 +12,19 @@ from typing import Annotated
 
 import typer
 
-from hedgewatch.cli.common import DEFAULT_CONFIG, ConfigOption, _settings, fail
+from hedgewatch.cli.common import (
+    DEFAULT_CONFIG,
+    EXIT_BUSY,
+    EXIT_USAGE,
+    ConfigOption,
+    OutputFormat,
+    _json_default,
+    _settings,
+    database_path,
+    fail,
+    format_rows,
+    reading_settings,
+)
 
 app = typer.Typer()
 
@@ -46,15 +59,15 @@ def serve(
             option = "--" + ("name" if first["loc"][0] == "deployment" else str(first["loc"][0]))
             raise fail(f"{option}: {first['msg']}", 2) from None
         settings = settings.model_copy(update={"schedule": schedule})
-    if not os.environ.get("PREFECT_API_URL"):
+    from hedgewatch.flows.runtime import api_configured
+
+    if not api_configured():
         raise fail(
             "serve needs a Prefect server to schedule runs: start one with `prefect server start` "
             "and set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)",
             2,
         )
-    from prefect import serve as prefect_serve
-
-    from hedgewatch.flows.runtime import quiet_prefect
+    from hedgewatch.flows.runtime import quiet_prefect, serve_until_signalled
     from hedgewatch.flows.scheduling import build_deployment, ensure_venue_limits
 
     if metrics_port is not None:
@@ -65,9 +78,11 @@ def serve(
         typer.echo(
             f"serving {deployment.flow_name}/{deployment.name}: cron "
             f"{settings.schedule.cron!r} ({settings.schedule.timezone}), one run at a time, "
-            f"one fetch per venue ({', '.join(tags)}); Ctrl-C stops and pauses the schedule"
+            f"one fetch per venue ({', '.join(tags)}); Ctrl-C (or SIGTERM) stops and pauses "
+            "the schedule"
         )
-        prefect_serve(deployment, print_starting_message=False)
+        serve_until_signalled(deployment)
+    typer.echo("stopped; the schedule is paused until the next `hedgewatch serve`")
 
 
 def _serve_metrics(database: Path, port: int, host: str) -> None:
@@ -147,7 +162,7 @@ def export(
     from hedgewatch.storage.export import export_relations
     from hedgewatch.storage.store import StoreBusy, StoreError
 
-    path = database or _settings(config).storage.database
+    path = database_path(config, database)
     if directory.exists() and not directory.is_dir():
         raise fail(f"{directory}: not a directory", 2)
     try:
@@ -179,8 +194,8 @@ def report(
 
     if importlib.util.find_spec("plotly") is None:
         raise fail("report draws its charts with plotly: pip install 'hedgewatch[report]'", 2)
-    settings = _settings(config)
-    path = database or settings.storage.database
+    settings = reading_settings(config, database, wait=wait)
+    path = settings.storage.database
     if out.suffix.lower() not in {".html", ".htm"}:
         raise fail(f"--out: {out} should end in .html", 2)
     try:
@@ -194,3 +209,64 @@ def report(
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, out)
     typer.echo(f"wrote {out} ({len(html) // 1024} KiB)")
+
+
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+STATUS_SECTIONS = ("runs", "staleness", "firing", "queued")
+STATUS_TITLES = {
+    "runs": "Last runs",
+    "staleness": "Staleness (hours since each series' newest candle closed)",
+    "firing": "Firing alerts",
+    "queued": "Queued deliveries",
+}
+
+
+@app.command()
+def status(
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    fmt: Annotated[StatusFormat, typer.Option("--format", "-f")] = StatusFormat.table,
+    runs: Annotated[int, typer.Option(min=1, max=1000, help="How many runs to list.")] = 5,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """At a glance: the last runs, how stale each series is, firing alerts, queued deliveries."""
+    from datetime import UTC, datetime
+
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    path = database_path(config, database)
+    now = datetime.now(UTC)
+    try:
+        with Store.open(path, read_only=True, timeout_s=wait) as store:
+            frames = {
+                "runs": store.query("status/runs", {"limit": runs}),
+                "staleness": store.query("status/staleness", {"now": now}),
+                "firing": store.query("status/firing"),
+                "queued": store.query("status/queued"),
+            }
+    except StoreBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if fmt is StatusFormat.json:
+        document = {"database": str(path), "at": now.isoformat()} | {
+            name: frames[name].to_dicts() for name in STATUS_SECTIONS
+        }
+        typer.echo(json.dumps(document, indent=2, default=_json_default))
+        return
+    typer.echo(f"{path} at {now:%Y-%m-%d %H:%M} UTC")
+    for name in STATUS_SECTIONS:
+        frame = frames[name]
+        typer.echo(f"\n{STATUS_TITLES[name]}:")
+        if frame.is_empty():
+            typer.echo("  (none)")
+            continue
+        typer.echo(
+            format_rows(frame.columns, frame.rows(), OutputFormat.table, footer=False), nl=False
+        )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import os
 import re
 import smtplib
@@ -50,35 +49,10 @@ __all__ = [
     "redact",
     "write_file_rendering",
 ]
+from hedgewatch.logs import hide_in_logs
 
 _EXCERPT_CHARS = 200
 _REDACTED = "[redacted]"
-
-
-class _RedactingFilter(logging.Filter):
-    """httpx logs every request's full URL at INFO; a webhook URL is a secret. This filter, on
-    the httpx and httpcore loggers, replaces every secret a channel registered before sending."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            redacted = redact(message, self.secrets)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        return True
-
-
-_LOG_FILTER = _RedactingFilter()
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).addFilter(_LOG_FILTER)
-
-
-def _hide_in_logs(secrets: Iterable[str]) -> None:
-    _LOG_FILTER.secrets.update(s for s in secrets if len(s) >= 4)
 
 
 class DeliveryError(Exception):
@@ -246,7 +220,7 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
             "Slack webhook: webhook_url must be an http(s) URL", channel="slack", retryable=False
         )
     secrets = [url, httpx.URL(url).path]
-    _hide_in_logs(secrets)
+    hide_in_logs(secrets)
 
     def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
         return DeliveryError(
@@ -290,7 +264,7 @@ def _deliver_webhook(rendered: Rendered, channel: WebhookChannel, key: str) -> N
     parsed = httpx.URL(url)
     where = f"{channel.preset if channel.preset != 'generic' else 'webhook'} {parsed.host}"
     secrets = [url, parsed.path, parsed.query.decode(), parsed.password or "", token]
-    _hide_in_logs(secrets)
+    hide_in_logs(secrets)
     _post_json(url, body, headers, channel.timeout_s, where, "webhook", secrets)
 
 
@@ -300,7 +274,7 @@ def _deliver_pagerduty(rendered: Rendered, channel: PagerDutyChannel) -> None:
         raise ValueError("PagerDuty delivery needs a payload: render with channel_kind='pagerduty'")
     routing_key = channel.routing_key.get_secret_value()
     secrets = [routing_key]
-    _hide_in_logs(secrets)
+    hide_in_logs(secrets)
     where = f"PagerDuty {httpx.URL(channel.events_url).host}"
     for event in rendered.payload["events"]:
         body = {"routing_key": routing_key, **event}

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from hedgewatch.alerts.rules import Rule
@@ -23,7 +22,7 @@ from hedgewatch.channel_config import secret_values
 from hedgewatch.outbox.channels import redact
 from hedgewatch.outbox.deliver import DeliveryReport, deliver_outbox, send_with_retries
 from hedgewatch.outbox.queue import Pending, queue_events
-from hedgewatch.settings import ConfigError, Settings, load_settings, utc_now
+from hedgewatch.settings import ConfigError, Settings, load_settings, resolve_config, utc_now
 from hedgewatch.storage.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -118,9 +117,9 @@ def report_failure(
 
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """Prefect `on_failure` hook of the hourly flow."""
-    config_path = (flow_run.parameters or {}).get("config_path", "hedgewatch.toml")
+    config_path = resolve_config((flow_run.parameters or {}).get("config_path"))
     try:
-        settings = load_settings(Path(config_path))
+        settings = load_settings(config_path)
     except ConfigError as exc:
         log.error("pipeline-failure alert not sent: the config cannot be read: %s", exc)
         return

@@ -331,6 +331,15 @@ class Store:
             {"id": run_id, "f": finished_at, "st": status, "su": json.dumps(summary, default=str)},
         ).fetchall()
 
+    def last_run_settings(self) -> dict[str, Any] | None:
+        """The settings (secrets masked) stored with the newest run that stored any."""
+        rows = self.query("last_run_settings").rows()
+        return json.loads(rows[0][0]) if rows else None
+
+    def queued_count(self) -> int:
+        """Notifications in the outbox not delivered yet."""
+        return int(self.query("queued_count").item())
+
     def log_fetches(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
