@@ -63,6 +63,7 @@ def test_prefect_yaml_deploys_and_a_process_worker_completes_a_run(
         ReplayExchange(candles, funding, now=now) as exchange,
         local_prefect_server(tmp_path / "prefect-home") as api_url,
     ):
+        (tmp_path / "elsewhere").mkdir()
         config = small_config(tmp_path / "elsewhere", exchange.url, "2022-05-01T00:00:00Z")
         env = {
             **os.environ,

@@ -45,25 +45,19 @@ class GlobalOptions:
     log_format: str = "text"
 
 
-def global_options() -> GlobalOptions:
-    """The global options of the command being run (defaults outside a command)."""
-    import click
-
-    context = click.get_current_context(silent=True)
-    found = context.find_root().obj if context is not None else None
+def global_options(ctx: typer.Context) -> GlobalOptions:
+    """The global options of the command being run (defaults when none were parsed)."""
+    found = ctx.find_root().obj
     return found if isinstance(found, GlobalOptions) else GlobalOptions()
 
 
-def log_level() -> str:
-    return global_options().log_level
-
-
-def reapply_logging() -> None:
+def reapply_logging(ctx: typer.Context) -> GlobalOptions:
     """Apply --log-level/--log-format again (after importing Prefect, which resets handlers)."""
     from hedgewatch.logs import configure_logging
 
-    options = global_options()
+    options = global_options(ctx)
     configure_logging(options.log_level, "json" if options.log_format == "json" else "text")
+    return options
 
 
 class WaitNotice:

@@ -23,7 +23,6 @@ from hedgewatch.cli.common import (
     database_path,
     fail,
     format_rows,
-    log_level,
     reapply_logging,
 )
 
@@ -39,6 +38,7 @@ app.add_typer(replay_app, name="replay")
 
 @app.command()
 def run(
+    ctx: typer.Context,
     config: ConfigOption = DEFAULT_CONFIG,
     dry_run: Annotated[
         bool,
@@ -58,12 +58,12 @@ def run(
     from hedgewatch.flows.runtime import api_configured, quiet_prefect
     from hedgewatch.storage.store import StoreBusy
 
-    reapply_logging()
+    options = reapply_logging(ctx)
     try:
         if dry_run or not api_configured():
             summary = hourly_now(config_path=str(config.resolve()), dry_run=dry_run)
         else:
-            with quiet_prefect(log_level=log_level()):
+            with quiet_prefect(log_level=options.log_level):
                 summary = hourly(config_path=str(config.resolve()))
     except StoreBusy as exc:
         raise fail(str(exc), EXIT_BUSY) from None
