@@ -12,6 +12,7 @@ every flow run against it and stops it (benchmarks/README.md has the measurement
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import socket
@@ -69,8 +70,15 @@ def quiet_prefect(log_level: str = "WARNING", api_url: str | None = None) -> Ite
     }
     if api_url is not None:
         updates[PREFECT_API_URL] = api_url
-    with temporary_settings(updates=updates):
-        yield
+    # Prefect's loggers took their level when Prefect was imported; set it for this block too.
+    prefect_logger = logging.getLogger("prefect")
+    previous = prefect_logger.level
+    prefect_logger.setLevel(log_level)
+    try:
+        with temporary_settings(updates=updates):
+            yield
+    finally:
+        prefect_logger.setLevel(previous)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -142,7 +150,21 @@ def local_prefect_server(
             raise RuntimeError(f"{exc}; its log ({log_path}) ends:\n{tail}") from None
         yield api_url
     finally:
+        flush_prefect_logs()
         stop_process(process)
+
+
+def flush_prefect_logs() -> None:
+    """Send the flow runs' buffered log lines to the server while it is still there."""
+    from prefect.logging.handlers import APILogHandler
+
+    for name in ("prefect.flow_runs", "prefect.task_runs", "prefect"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, APILogHandler):
+                try:
+                    handler.flush()
+                except Exception:  # nothing buffered, or Prefect's log worker is gone
+                    return
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
