@@ -95,9 +95,9 @@ def test_prefect_yaml_deploys_and_a_process_worker_completes_a_run(
 
     database = tmp_path / "elsewhere" / "hedgewatch.duckdb"
     with Store.open(database, read_only=True) as store:
-        (status, candles_stored) = store.con.sql(
+        [(status, candles_stored)] = store.con.sql(
             "SELECT status, (SELECT count(*) FROM candles) FROM runs"
-        ).fetchone() or ("", 0)
+        ).fetchall()
     assert status == "ok"
     assert candles_stored > 0
 
