@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import import_shared  # noqa: E402
-from hedgewatch.replay.exchange import load_funding_files  # noqa: E402
+from hedgewatch.replay import load_funding_files  # noqa: E402
 from hedgewatch.transforms.hedgelab import run_policies  # noqa: E402
 from hedgewatch.transforms.hedgelab.reference import reference_run  # noqa: E402
 
