@@ -50,9 +50,21 @@ class SmtpChannel(_ChannelModel):
     sender: str = Field(min_length=3)
     recipients: list[str] = Field(min_length=1)
     security: Literal["starttls", "ssl", "none"] = "starttls"
+    # With security = "none" a password would cross the network readable: refused unless set.
+    allow_plaintext_auth: bool = Field(default=False, validate_default=True)
     # Extra CA certificates (PEM) to trust, e.g. a company's internal CA; the system's are kept.
     ca_file: Path | None = None
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=3600)
+
+    @field_validator("allow_plaintext_auth")
+    @classmethod
+    def _no_plaintext_password(cls, value: bool, info: ValidationInfo) -> bool:
+        if info.data.get("security") == "none" and info.data.get("password") and not value:
+            raise ValueError(
+                "security = 'none' would send the password in plaintext; use starttls or ssl, "
+                "or set allow_plaintext_auth = true"
+            )
+        return value
 
     @field_validator("username")
     @classmethod

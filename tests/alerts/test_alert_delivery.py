@@ -104,6 +104,7 @@ def smtp_channel(port: int, **overrides: Any) -> SmtpChannel:
         "sender": "hedgewatch@desk.example",
         "recipients": ["risk@desk.example", "trader@desk.example"],
         "security": "none",
+        "allow_plaintext_auth": True,  # loopback test server without TLS
         "timeout_s": 5,
     }
     fields.update(overrides)
@@ -401,3 +402,90 @@ def assert_no_secret(error: BaseException, *secrets: str) -> None:
         assert secret not in str(error)
         assert secret not in repr(error.args)
         assert secret not in printed
+
+
+def test_plaintext_smtp_auth_is_refused_unless_allowed(smtp_server: tuple[Inbox, int]) -> None:
+    inbox, port = smtp_server
+    with pytest.raises(ValidationError, match="plaintext"):
+        smtp_channel(port, allow_plaintext_auth=False)
+    # Built around the check (as an older config might be): the send refuses before AUTH.
+    channel = smtp_channel(port).model_copy(update={"allow_plaintext_auth": False})
+    with pytest.raises(DeliveryError, match="plaintext") as caught:
+        deliver(render([alert()], "email"), channel, idempotency_key="k")
+    assert not caught.value.retryable and not inbox.messages
+    assert PASSWORD not in str(caught.value)
+    smtp_channel(port, security="starttls", allow_plaintext_auth=False)  # fine with TLS
+
+
+def test_echoed_authorization_and_url_credentials_are_redacted() -> None:
+    from hedgewatch.outbox.channels import redact
+
+    echoed = (
+        'bad request: {"headers": {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}} '
+        "Authorization: Bearer abc.def.ghi, proxy-authorization=Token t0k3n; "
+        "from https://desk:s3cr3t@hooks.example.test/path"
+    )
+    clean = redact(echoed, [])
+    for leaked in ("dXNlcjpwYXNzd29yZA==", "abc.def.ghi", "t0k3n", "s3cr3t", "desk:"):
+        assert leaked not in clean
+    assert "hooks.example.test/path" in clean and "[redacted]" in clean
+
+
+def test_a_webhook_that_answers_too_late_is_not_sent_again_in_the_run() -> None:
+    posts: list[bytes] = []
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            release.wait(10)  # answers after the client gave up
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        channel = TypeAdapter(ChannelSettings).validate_python(
+            {
+                "kind": "webhook",
+                "url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+                "timeout_s": 0.3,
+            }
+        )
+        with pytest.raises(DeliveryError) as caught:
+            deliver(render([alert()], "webhook"), channel, idempotency_key="k1")
+        assert caught.value.sent and caught.value.retryable
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert len(posts) == 1
+
+
+def test_send_with_retries_stops_after_a_send_that_went_unanswered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from hedgewatch.outbox import deliver as deliver_module
+
+    calls: list[int] = []
+
+    def unanswered(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        raise DeliveryError("sent, no answer in time", channel="webhook", retryable=True, sent=True)
+
+    monkeypatch.setattr(deliver_module, "send", unanswered)
+    settings = SimpleNamespace(alerts=SimpleNamespace(delivery_attempts=3, delivery_backoff_s=0.0))
+    error, tries = deliver_module.send_with_retries(
+        SimpleNamespace(),
+        SimpleNamespace(),
+        settings,
+        lambda s: None,  # type: ignore[arg-type]
+    )
+    assert (tries, len(calls)) == (1, 1) and error is not None

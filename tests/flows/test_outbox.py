@@ -390,6 +390,7 @@ def test_secrets_never_reach_logs_database_outbox_or_errors(
         username = "alerts"
         password_env = "TEST_SMTP_PASSWORD"
         security = "none"
+        allow_plaintext_auth = true
         sender = "hw@desk.example"
         recipients = ["risk@desk.example"]
         timeout_s = 2

@@ -53,16 +53,35 @@ from hedgewatch.logs import hide_in_logs
 
 _EXCERPT_CHARS = 200
 _REDACTED = "[redacted]"
+# `Authorization: Basic dXNlcjpwYXNz`, "authorization": "Bearer …", Proxy-Authorization too.
+_AUTHORIZATION = re.compile(
+    r"""((?:proxy-)?authorization["']?\s*[:=]\s*["']?)((?:basic|bearer|token|digest)\s+)?"""
+    r"""[^\s"',;}]+""",
+    re.IGNORECASE,
+)
+# https://user:password@host/… (and any other scheme).
+_URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 
 
 class DeliveryError(Exception):
     """A digest could not be delivered. `retryable` says whether trying again later may help."""
 
-    def __init__(self, message: str, *, channel: str, retryable: bool, status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        channel: str,
+        retryable: bool,
+        status: int | None = None,
+        sent: bool = False,
+    ):
         super().__init__(message)
         self.channel = channel
         self.retryable = retryable
         self.status = status
+        # The request went out and its answer never came: the peer may have it. Not sent again
+        # in this run (a later run retries with the same idempotency key).
+        self.sent = sent
 
 
 def deliver(rendered: Rendered, channel: Channel, *, idempotency_key: str) -> None:
@@ -186,6 +205,16 @@ def _deliver_smtp(rendered: Rendered, channel: SmtpChannel, key: str) -> None:
         else:
             smtp = smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_s)
         with smtp:
+            if (
+                channel.security == "none"
+                and channel.password is not None
+                and not channel.allow_plaintext_auth
+            ):
+                raise fail(
+                    f"{where}: refused to send the password in plaintext (security = 'none'); "
+                    "use starttls or ssl, or set allow_plaintext_auth = true",
+                    retryable=False,
+                )
             if channel.security == "starttls":
                 smtp.starttls(context=context)
             if channel.username is not None and channel.password is not None:
@@ -222,13 +251,21 @@ def _deliver_slack(rendered: Rendered, channel: SlackChannel) -> None:
     secrets = [url, httpx.URL(url).path]
     hide_in_logs(secrets)
 
-    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+    def fail(
+        message: str, *, retryable: bool, status: int | None = None, sent: bool = False
+    ) -> DeliveryError:
         return DeliveryError(
-            redact(message, secrets), channel="slack", retryable=retryable, status=status
+            redact(message, secrets),
+            channel="slack",
+            retryable=retryable,
+            status=status,
+            sent=sent,
         )
 
     try:
         response = httpx.post(url, json=rendered.payload, timeout=channel.timeout_s)
+    except httpx.ReadTimeout:
+        raise fail("Slack webhook: sent, no answer in time", retryable=True, sent=True) from None
     except httpx.TimeoutException:
         raise fail("Slack webhook: timed out", retryable=True) from None
     except httpx.HTTPError as exc:
@@ -292,13 +329,17 @@ def _post_json(
     kind: str,
     secrets: list[str],
 ) -> None:
-    def fail(message: str, *, retryable: bool, status: int | None = None) -> DeliveryError:
+    def fail(
+        message: str, *, retryable: bool, status: int | None = None, sent: bool = False
+    ) -> DeliveryError:
         return DeliveryError(
-            redact(message, secrets), channel=kind, retryable=retryable, status=status
+            redact(message, secrets), channel=kind, retryable=retryable, status=status, sent=sent
         )
 
     try:
         response = httpx.post(url, json=body, headers=headers, timeout=timeout_s)
+    except httpx.ReadTimeout:
+        raise fail(f"{where}: sent, no answer in time", retryable=True, sent=True) from None
     except httpx.TimeoutException:
         raise fail(f"{where}: timed out", retryable=True) from None
     except httpx.HTTPError as exc:
@@ -313,7 +354,10 @@ def _post_json(
 
 
 def redact(message: str, secrets: Iterable[str]) -> str:
-    """`message` with every secret (and its base64 form, as in Basic auth) replaced."""
+    """`message` with every secret (and its base64 form, as in Basic auth) replaced, and any
+    Authorization value or credentials in a URL too, known or not (a peer may echo them)."""
+    message = _AUTHORIZATION.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}{_REDACTED}", message)
+    message = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{_REDACTED}@", message)
     for secret in secrets:
         if len(secret) < 4:
             continue  # too short to tell apart from ordinary text

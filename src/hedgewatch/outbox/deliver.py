@@ -120,7 +120,8 @@ def send_with_retries(
             return None, attempt + 1
         except DeliveryError as exc:
             error = str(exc)
-            if not exc.retryable or attempt == attempts - 1:
+            # Sent but unanswered: the peer may have it, so not again in this run.
+            if not exc.retryable or exc.sent or attempt == attempts - 1:
                 return error, attempt + 1
             sleep(settings.alerts.delivery_backoff_s * 2**attempt)
     return error, attempts
