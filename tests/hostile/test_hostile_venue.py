@@ -106,7 +106,7 @@ def stored(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 HOSTILE = [
     ("nested", "nested too deep"),
-    ("huge_ts", ""),
+    ("huge_ts", "out of range"),
     ("endless", "byte limit"),
     ("drip", "request deadline"),
     ("stuck_pages", "does not advance"),

@@ -11,6 +11,11 @@ import polars as pl
 from hedgewatch.venues.base import UTC_US
 from hedgewatch.venues.errors import BadResponse
 
+# Ints past this are no time or count a venue sends (10^15 ms is the year 33658; in µs it
+# still fits 64 bits): a huge timestamp is a malformed payload, not an overflow later.
+_INT_LIMIT = 10**15
+_TOO_LARGE = _INT_LIMIT + 1
+
 
 def utc_from_ms(values: Sequence[int]) -> pl.Series:
     return pl.Series(values=values, dtype=pl.Int64).cast(pl.Datetime("ms", "UTC")).cast(UTC_US)
@@ -21,10 +26,17 @@ def int_field(
 ) -> int:
     # Times come as ints (Binance, Kraken, Coinbase) or digit strings (Bybit, OKX); a venue whose
     # wire format has ints passes digit_strings=False, so a string there is a malformed payload.
+    number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if digit_strings and isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+        number = value
+    elif digit_strings and isinstance(value, str) and value.strip().isdigit():
+        number = int(value) if len(value.strip()) <= 20 else _TOO_LARGE
+    if number is not None:
+        if abs(number) <= _INT_LIMIT:
+            return number
+        raise BadResponse(
+            venue, endpoint, f"row {row} field '{name}': {preview(value)} is out of range"
+        )
     raise BadResponse(
         venue, endpoint, f"row {row} field '{name}': expected an integer, got {preview(value)}"
     )
