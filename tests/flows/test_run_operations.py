@@ -84,7 +84,7 @@ def test_each_run_publishes_an_artifact_and_records_the_same_in_runs(
         assert heading in markdown
     assert "| binance | spot | LUNAUSDT | candles |" in markdown
     assert "| hedge luna-vs-btc-perp | 24h |" in markdown
-    assert "market-stress | majors | firing" in markdown
+    assert "hedge-effectiveness | luna-vs-btc-perp | firing" in markdown
 
     with Store.open(tmp_path / "hedgewatch.duckdb", read_only=True) as store:
         (row,) = store.con.sql(
