@@ -80,10 +80,7 @@ def split(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetim
 
 
 def completed_ranges(store: Store) -> dict[tuple[str, ...], list[tuple[datetime, datetime]]]:
-    rows = store.con.execute(
-        "SELECT venue, market, symbol, interval, dataset, start_time, end_time "
-        "FROM backfill_ranges ORDER BY start_time"
-    ).fetchall()
+    rows = store.backfill_ranges()
     done: dict[tuple[str, ...], list[tuple[datetime, datetime]]] = {}
     for venue, market, symbol, interval, dataset, start, end in rows:
         done.setdefault((venue, market, symbol, interval, dataset), []).append((start, end))
@@ -164,7 +161,7 @@ def run_backfill(
             settings, start, end, pages=pages, venues=[v.name for v in chosen], symbols=symbols
         )
         with Store.open(
-            settings.storage.database, timeout_s=settings.storage.lock_timeout_s
+            settings.storage.target, timeout_s=settings.storage.lock_timeout_s, publish=False
         ) as store:
             done = completed_ranges(store)
         todo = [
@@ -184,6 +181,11 @@ def run_backfill(
                 per_venue[chunk.venue] = per_venue.get(chunk.venue, 0) + 1
             on_plan(per_venue)
         _execute(settings, chosen, clients, todo, report, on_chunk)
+        if report.done:
+            # Chunks are stored without publishing; readers see the backfill once, whole. The
+            # stored hours are marked dirty: the next run (or `recompute`) computes them.
+            with Store.open(settings.storage.target, timeout_s=settings.storage.lock_timeout_s):
+                pass
     finally:
         for client in clients.values():
             client.close()
@@ -275,30 +277,20 @@ def _fetch(client: Exchange, chunk: Chunk, now: datetime | None) -> pl.DataFrame
 
 def _store(settings: Settings, chunk: Chunk, frame: pl.DataFrame) -> None:
     """The chunk's rows and its completed range, in one transaction."""
-    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
-        staged_name = "staged"
-        with store.transaction():
-            if frame.height:
-                keys = (
-                    ["venue", "symbol", "funding_time"]
-                    if chunk.dataset == "funding"
-                    else ["venue", "market", "symbol", "interval", "open_time"]
-                )
-                staged = frame.unique(subset=keys, keep="last", maintain_order=True)
-                script = "upsert_funding" if chunk.dataset == "funding" else "upsert_candles"
-                with store.staged(**{staged_name: staged}):
-                    store.run_script(script)
-            store.con.execute(
-                "INSERT INTO backfill_ranges VALUES ($v, $m, $s, $i, $d, $start, $end, $rows, $at)",
-                {
-                    "v": chunk.venue,
-                    "m": chunk.market,
-                    "s": chunk.symbol,
-                    "i": chunk.interval,
-                    "d": chunk.dataset,
-                    "start": chunk.start,
-                    "end": chunk.end,
-                    "rows": frame.height,
-                    "at": datetime.now(UTC),
-                },
-            ).fetchall()
+    with Store.open(
+        settings.storage.target, timeout_s=settings.storage.lock_timeout_s, publish=False
+    ) as store:
+        store.store_backfill_chunk(
+            chunk.dataset,
+            frame,
+            {
+                "venue": chunk.venue,
+                "market": chunk.market,
+                "symbol": chunk.symbol,
+                "interval": chunk.interval,
+                "dataset": chunk.dataset,
+                "start": chunk.start,
+                "end": chunk.end,
+            },
+            datetime.now(UTC),
+        )

@@ -37,11 +37,8 @@ from hedgewatch.metrics_export import write_textfile
 from hedgewatch.outbox import deliver as delivering
 from hedgewatch.outbox.failure import on_flow_failure, report_failure
 from hedgewatch.settings import Settings, VenueSettings, load_settings, resolve_config, utc_now
-from hedgewatch.storage.store import Store, StoreBusy, StoreError
+from hedgewatch.storage.store import Store, StoreBusy, StoreError, reader_path
 
-# Hours whose metrics must be recomputed, set before candles are written and cleared after the
-# metrics are: a run killed in between recomputes them next time.
-METRICS_DIRTY_SINCE = "metrics.dirty_since"
 BUSY_RETRY_DELAY_S = 30.0
 FLOW_NAME = "hedgewatch-hourly"
 
@@ -92,7 +89,10 @@ _DB_STEP: dict[str, Any] = {
 
 @task(name="read-watermarks", **_DB_STEP)
 def read_watermarks(settings: Settings) -> tuple[dict[Any, datetime], dict[Any, datetime]]:
-    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
+    # Published once, at the end of the run (publish-run): readers see whole runs only.
+    with Store.open(
+        settings.storage.target, timeout_s=settings.storage.lock_timeout_s, publish=False
+    ) as store:
         return store.series_watermarks(), store.funding_watermarks()
 
 
@@ -124,21 +124,22 @@ def fetch(
 
 @task(name="load-compute-evaluate", **_DB_STEP)
 def load_compute_evaluate(
-    settings: Settings, fetches: list[VenueFetch], summary: RunSummary
+    settings: Settings, fetches: list[VenueFetch], summary: RunSummary, metrics: bool = True
 ) -> RunSummary:
-    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
+    with Store.open(
+        settings.storage.target, timeout_s=settings.storage.lock_timeout_s, publish=False
+    ) as store:
         store.start_run(summary.run_id, summary.started_at, summary.as_of or summary.started_at)
-        mark_metrics_dirty(store, fetches)
+        # The upsert marks the hours the new rows change (and a backfill's or import's marks
+        # wait there too); compute covers them all and clears the mark with its rows.
         loaded = pipeline.load(store, fetches, summary.run_id)
-        since = min(
-            (t for t in (loaded.earliest_new, store.cursor(METRICS_DIRTY_SINCE)) if t is not None),
-            default=None,
-        )
-        computed = pipeline.compute(store, settings, since)
-        clear_metrics_dirty(store)
-        # A venue that did not answer is judged by our own clock: its series are going stale.
-        venue_times = {f.venue: f.server_time or summary.started_at for f in fetches}
-        evaluated = pipeline.evaluate(store, settings, summary.run_id, venue_times)
+        if metrics:
+            computed = pipeline.compute(store, settings, pipeline.dirty_since(store, settings))
+            # A venue that did not answer is judged by our own clock: its series go stale.
+            venue_times = {f.venue: f.server_time or summary.started_at for f in fetches}
+            evaluated = pipeline.evaluate(store, settings, summary.run_id, venue_times)
+        else:  # a scale-out shard: the metrics deployment computes what the shards marked
+            computed, evaluated = pipeline.ComputeResult(None, None), pipeline.EvaluateResult()
         summary.gaps = fetched_gaps(store, fetches)
         summary.metrics = metrics_summary(store)
     summary.fetched = {"candles": loaded.candles, "funding": loaded.funding}
@@ -179,27 +180,6 @@ def load_compute_evaluate(
     return summary
 
 
-def mark_metrics_dirty(store: Store, fetches: list[VenueFetch]) -> None:
-    """Record the earliest hour the fetched rows can change before writing them, so a run
-    killed between writing candles and storing metrics recomputes those hours next time."""
-    times: list[Any] = [f.candles["open_time"].min() for f in fetches if f.candles.height]
-    times += [
-        pipeline._settling_hour(f.funding["funding_time"].min())  # type: ignore[arg-type]
-        for f in fetches
-        if f.funding.height
-    ]
-    if not times:
-        return
-    earliest = min(times)
-    current = store.cursor(METRICS_DIRTY_SINCE)
-    if current is None or earliest < current:
-        store.set_cursor(METRICS_DIRTY_SINCE, earliest)
-
-
-def clear_metrics_dirty(store: Store) -> None:
-    store.con.execute("DELETE FROM cursors WHERE name = $n", {"n": METRICS_DIRTY_SINCE}).fetchall()
-
-
 def fetched_gaps(store: Store, fetches: list[VenueFetch]) -> list[dict[str, Any]]:
     """Gaps (from the `gaps` view) that overlap what this run asked each series for."""
     gaps: list[dict[str, Any]] = []
@@ -207,18 +187,7 @@ def fetched_gaps(store: Store, fetches: list[VenueFetch]) -> list[dict[str, Any]
         for s in f.series:
             if s.dataset != "candles" or s.error:
                 continue
-            rows = store.con.execute(
-                "SELECT first_missing, last_missing, missing_hours FROM gaps"
-                " WHERE venue = $v AND market = $m AND symbol = $s"
-                " AND last_missing >= $start AND first_missing <= $end ORDER BY first_missing",
-                {
-                    "v": s.venue,
-                    "m": s.market,
-                    "s": s.symbol,
-                    "start": s.start_time,
-                    "end": s.end_time,
-                },
-            ).fetchall()
+            rows = store.gaps_between(s.venue, s.market, s.symbol, s.start_time, s.end_time)
             gaps.extend(
                 {
                     "venue": s.venue,
@@ -235,18 +204,7 @@ def fetched_gaps(store: Store, fetches: list[VenueFetch]) -> list[dict[str, Any]
 
 def metrics_summary(store: Store) -> list[dict[str, Any]]:
     """The newest hedge correlation/effectiveness and basket average correlation per window."""
-    rows = store.con.execute(
-        "SELECT 'hedge' AS kind, hedge AS subject, window_hours, open_time, correlation AS value,"
-        " effectiveness AS extra, n_obs FROM hedge_metrics"
-        " QUALIFY row_number() OVER (PARTITION BY hedge, window_hours ORDER BY open_time DESC) = 1"
-        " UNION ALL "
-        "SELECT 'basket', basket, window_hours, open_time, avg_corr, NULL, n_obs"
-        " FROM basket_metrics"
-        " QUALIFY row_number() OVER (PARTITION BY basket, window_hours ORDER BY open_time DESC) = 1"
-        " ORDER BY ALL"
-    ).fetchall()
-    names = ("kind", "subject", "window_hours", "open_time", "value", "effectiveness", "n_obs")
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return store.latest_metrics()
 
 
 @task(name="deliver-outbox", cache_policy=NO_CACHE)
@@ -262,7 +220,8 @@ def deliver(settings: Settings) -> dict[str, Any]:
 @task(name="publish-run", **_DB_STEP)
 def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     summary.status = "partial" if summary.failures else "ok"
-    with Store.open(settings.storage.database, timeout_s=settings.storage.lock_timeout_s) as store:
+    # Leaving the block publishes the read snapshot: readers now see this whole run.
+    with Store.open(settings.storage.target, timeout_s=settings.storage.lock_timeout_s) as store:
         record = _jsonable(summary)
         # Read-only commands given no config use the settings of the last run (secrets masked);
         # a run stores them when they differ from the last stored ones.
@@ -288,13 +247,18 @@ def publish(settings: Settings, summary: RunSummary) -> RunSummary:
 
 
 @flow(name=FLOW_NAME, log_prints=True, on_failure=[on_flow_failure])
-def hourly(config_path: str | None = None) -> RunSummary:
+def hourly(
+    config_path: str | None = None, venues: list[str] | None = None, metrics: bool = True
+) -> RunSummary:
     """One hourly run. A missed run heals on the next: every series resumes at its watermark.
 
     `config_path` is resolved when the run starts (see `settings.resolve_config`): the
     parameter, else $HEDGEWATCH_CONFIG, else hedgewatch.toml in the working directory.
+    Scale-out (a shared DuckLake, docs/scale-out.md): shard deployments each fetch some `venues`
+    with `metrics=False`; one deployment with `venues=[]` computes, evaluates and delivers.
     """
-    return run_steps(load_settings(resolve_config(config_path)), prefect=True)
+    settings = load_settings(resolve_config(config_path))
+    return run_steps(settings, prefect=True, venues=venues, metrics=metrics)
 
 
 def hourly_now(config_path: str | None = None, *, dry_run: bool = False) -> RunSummary:
@@ -327,8 +291,8 @@ def dry_run_steps(settings: Settings) -> RunSummary:
     with tempfile.TemporaryDirectory(prefix="hedgewatch-dry-run-") as tmp:
         copy = Path(tmp) / "dry-run.duckdb"
         if source.exists():
-            with Store.open(source, read_only=True, timeout_s=settings.storage.lock_timeout_s):
-                shutil.copyfile(source, copy)  # no writer holds the file while we hold it
+            # The read snapshot: a whole, published state that no writer changes in place.
+            shutil.copyfile(reader_path(source), copy)
         scratch = settings.model_copy(
             update={"storage": settings.storage.model_copy(update={"database": copy})}
         )
@@ -340,7 +304,13 @@ def dry_run_steps(settings: Settings) -> RunSummary:
 
 
 def run_steps(
-    settings: Settings, *, prefect: bool, deliver_outbox: bool = True, record: bool = True
+    settings: Settings,
+    *,
+    prefect: bool,
+    deliver_outbox: bool = True,
+    record: bool = True,
+    venues: list[str] | None = None,
+    metrics: bool = True,
 ) -> RunSummary:
     """The run's steps in order; as Prefect tasks inside the flow, else as plain functions."""
     summary = RunSummary(run_id=uuid.uuid4().hex, started_at=utc_now())
@@ -350,26 +320,30 @@ def run_steps(
         return task.with_options(timeout_seconds=step) if prefect else task.fn
 
     candle_marks, funding_marks = call(read_watermarks)(settings)
-    venues = [venue for venue in settings.venues if venue.enabled]
+    chosen = [
+        venue
+        for venue in settings.venues
+        if venue.enabled and (venues is None or venue.name in venues)
+    ]
     if prefect:
         futures = [
             fetch.with_options(tags=["exchange", f"venue:{venue.name}"]).submit(
                 settings, venue, candle_marks, funding_marks
             )
-            for venue in venues
+            for venue in chosen
         ]
         fetches = [future.result() for future in futures]
     else:
-        with ThreadPoolExecutor(max_workers=max(1, len(venues))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
             fetches = list(
-                pool.map(lambda v: fetch.fn(settings, v, candle_marks, funding_marks), venues)
+                pool.map(lambda v: fetch.fn(settings, v, candle_marks, funding_marks), chosen)
             )
     summary.as_of = max((f.server_time for f in fetches if f.server_time), default=None)
     summary.failures = [f"{f.venue}: {f.error}" for f in fetches if f.error] + [
         f"{s.venue} {s.market} {s.symbol} {s.dataset}: {s.error}" for f in fetches for s in f.failed
     ]
-    summary = call(load_compute_evaluate)(settings, fetches, summary)
-    if deliver_outbox:
+    summary = call(load_compute_evaluate)(settings, fetches, summary, metrics)
+    if deliver_outbox and metrics:
         summary.deliveries = call(deliver)(settings)
     if not record:
         summary.status = "partial" if summary.failures else "ok"

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from hedgewatch import pipeline
@@ -24,7 +23,7 @@ from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Observation, Rule, ob
 from hedgewatch.alerts.scorecard import LabelledEvent, Peak, alert_json, peak_in, watches
 from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 from hedgewatch.settings import Settings
-from hedgewatch.storage.store import Store, StoreError, connect
+from hedgewatch.storage.store import Store, StoreError
 
 HOUR = timedelta(hours=1)
 
@@ -64,27 +63,12 @@ def _memory_store(settings: Settings, database: Path, start: datetime, end: date
     if not database.exists():
         raise StoreError(f"{database}: database not found")
     first = start - history_needed(settings)
-    source = connect(database, read_only=True, timeout_s=settings.storage.lock_timeout_s)
-    try:
-        candles = source.sql(
-            "SELECT * FROM candles WHERE open_time >= $a AND open_time <= $b",
-            params={"a": first, "b": end},
-        ).pl()
-        funding = source.sql(
-            "SELECT * FROM funding WHERE funding_time >= $a AND funding_time <= $b",
-            params={"a": first - timedelta(days=1), "b": end},
-        ).pl()
-    finally:
-        source.close()
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
-    store = Store(con, Path(":memory:"))
-    store.migrate()
-    for table, frame in (("candles", candles), ("funding", funding)):
-        if frame.height:
-            con.register("copied", frame.to_arrow())
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM copied").fetchall()
-            con.unregister("copied")
+    with Store.open(database, read_only=True, timeout_s=settings.storage.lock_timeout_s) as source:
+        candles = source.candles_between(first, end)
+        funding = source.funding_between(first - timedelta(days=1), end)
+    store = Store.in_memory()
+    store.insert_rows("candles", candles)
+    store.insert_rows("funding", funding)
     return store
 
 
@@ -98,11 +82,7 @@ def freshness_history(
     )
     grid = pl.DataFrame({"open_time": hours})
     for inst in settings.instruments:
-        times = store.con.sql(
-            "SELECT open_time FROM candles WHERE venue = $v AND market = $m AND symbol = $s"
-            " AND interval = $i ORDER BY open_time",
-            params={"v": inst.venue, "m": inst.market, "s": inst.symbol, "i": inst.interval},
-        ).pl()
+        times = store.series_open_times(inst.venue, inst.market, inst.symbol, inst.interval)
         times = times.with_columns(
             pl.col("open_time").cast(pl.Datetime("us", "UTC")),
             pl.col("open_time").cast(pl.Datetime("us", "UTC")).alias("last_open_time"),
@@ -168,7 +148,7 @@ def compute_history(
         fresh = freshness_history(store, settings, start, end) if stale else pl.DataFrame()
         timings["metrics"] = time.perf_counter() - clock
     finally:
-        store.con.close()
+        store.close()
     frames = {"hedge": hedges, "basket": baskets, "freshness": fresh}
     return History(settings, start, end, frames, timings)
 

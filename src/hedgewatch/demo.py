@@ -121,16 +121,8 @@ def run_demo(
             now += timedelta(hours=step_hours)
     database = workdir / "hedgewatch.duckdb"
     with Store.open(database, read_only=True) as store:
-        timeline = store.con.sql(
-            "SELECT ts, kind, rule, subject, value, threshold,"
-            " coalesce(json_extract_string(context, '$.direction'), 'above') AS direction"
-            " FROM alert_events ORDER BY ts, rule, subject"
-        ).fetchall()
-        counts = store.con.execute(
-            "SELECT (SELECT count(*) FROM candles), (SELECT count(*) FROM hedge_metrics),"
-            " (SELECT count(*) FROM basket_metrics), (SELECT count(*) FROM deliveries"
-            "  WHERE delivered_at IS NOT NULL)"
-        ).fetchall()[0]
+        timeline = store.demo_timeline()
+        counts = store.demo_counts()
     echo("")
     echo("Alert timeline (hour of the candle that triggered it, UTC):")
     if not timeline:
@@ -144,7 +136,6 @@ def run_demo(
         )
     outbox = workdir / "outbox"
     files = sorted(outbox.glob("*")) if outbox.exists() else []
-    assert counts is not None
     echo("")
     echo(
         f"Stored {counts[0]} candles, {counts[1]} hedge and {counts[2]} basket metric rows; "

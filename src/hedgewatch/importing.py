@@ -94,6 +94,20 @@ def read_checked(path: Path, defaults: Defaults, *, now: datetime) -> Iterator[C
             raise CandleFileError(f"{path}: cannot check rows: {exc}") from None
 
 
+_DATES = re.compile(r"[-_]?\d{4}-\d{2}(-\d{2})?")
+
+
+def source_of(path: Path) -> str:
+    """A name for where a file's candles came from, the same for every period of one source:
+    Binance's archive files are one source; other files are named by their name without dates
+    (`binance_spot_1h_2022-04-20_2022-05-16.csv.gz` → `binance_spot_1h`)."""
+    name = path.name
+    if name.lower().endswith(".zip") or _ARCHIVE_NAME.match(name):
+        return "binance data archive"
+    stem = re.sub(r"(\.(csv|gz|parquet|zip))+$", "", name, flags=re.I)
+    return _DATES.sub("", stem).strip("-_.") or stem
+
+
 def _first_line(source: Path | io.BytesIO) -> str:
     if isinstance(source, io.BytesIO):
         line = source.getvalue().split(b"\n", 1)[0]

@@ -9,9 +9,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -22,7 +23,7 @@ from hedgewatch.fetching import VenueFetch
 from hedgewatch.hedgelab import attach_rebalance
 from hedgewatch.outbox import queue as outbox
 from hedgewatch.settings import Settings
-from hedgewatch.storage.store import Store
+from hedgewatch.storage.store import Changes, Store
 from hedgewatch.transforms.correlation import history_start, rolling_correlation_pairs
 from hedgewatch.transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
 from hedgewatch.transforms.hedges import hedge_metrics
@@ -81,44 +82,84 @@ def load(store: Store, fetches: Sequence[VenueFetch], run_id: str) -> LoadResult
 
     `earliest_new` is the earliest hour whose metrics the new rows can change: the earliest
     candle that is new or differs from the stored one (a late candle included), or the hour a new
-    or revised funding payment settles in. Candles fetched again unchanged change nothing.
+    or revised funding payment settles in. Candles fetched again unchanged change nothing. The
+    store's upsert also marks that hour dirty, so a run killed before its metrics are stored
+    recomputes them next time.
     """
     candles = pl.concat([f.candles for f in fetches], how="vertical") if fetches else None
     funding = pl.concat([f.funding for f in fetches], how="vertical") if fetches else None
-    changed = [
-        store.earliest_changed("candles", candles) if candles is not None else None,
-        _settling_hour(store.earliest_changed("funding", funding)) if funding is not None else None,
+    logged = [
+        {
+            "run_id": run_id,
+            "venue": s.venue,
+            "market": s.market,
+            "symbol": s.symbol,
+            "dataset": s.dataset,
+            "start_time": s.start_time,
+            "end_time": s.end_time,
+            "rows": s.rows,
+            "error": s.error,
+            "rejected": s.rejected,
+            "note": s.note,
+        }
+        for f in fetches
+        for s in f.series
     ]
-    n_candles = store.upsert_candles(candles) if candles is not None else 0
-    n_funding = store.upsert_funding(funding) if funding is not None else 0
-    store.log_fetches(
-        [
-            {
-                "run_id": run_id,
-                "venue": s.venue,
-                "market": s.market,
-                "symbol": s.symbol,
-                "dataset": s.dataset,
-                "start_time": s.start_time,
-                "end_time": s.end_time,
-                "rows": s.rows,
-                "error": s.error,
-                "rejected": s.rejected,
-                "note": s.note,
-            }
-            for f in fetches
-            for s in f.series
-        ]
-    )
-    earliest = min((t for t in changed if t is not None), default=None)
-    return LoadResult(n_candles, n_funding, earliest)
+
+    def write(store: Store) -> tuple[Changes, Changes]:
+        loaded = store.import_candles(candles) if candles is not None else Changes()
+        paid = store.import_funding(funding) if funding is not None else Changes()
+        store.log_fetches(logged)
+        return loaded, paid
+
+    # One transaction, retried whole if another writer of a shared lake committed first.
+    loaded, paid = store.atomic(write)
+    return LoadResult(loaded.rows, paid.rows, (loaded + paid).earliest)
 
 
-def _settling_hour(funding_time: datetime | None) -> datetime | None:
-    """Open time of the hourly candle a funding payment is added to (see `add_funding`)."""
-    if funding_time is None:
-        return None
-    return (funding_time - HOUR).replace(minute=0, second=0, microsecond=0)
+def metrics_settings(settings: Settings) -> dict[str, Any]:
+    """Everything that changes what a stored metric row means: the metric settings and the
+    instruments, hedges and baskets they are computed over. Stored with the rows; a difference
+    from the config means the stored rows are stale."""
+    return {
+        "metrics": settings.metrics.model_dump(mode="json"),
+        "instruments": [i.model_dump(mode="json") for i in settings.instruments],
+        "hedges": [h.model_dump(mode="json") for h in settings.hedges],
+        "baskets": [b.model_dump(mode="json") for b in settings.baskets],
+    }
+
+
+def settings_changed(store: Store, settings: Settings) -> list[str]:
+    """The parts of the metric settings that differ from those the stored rows were computed
+    with (empty when they match, or when nothing was computed yet)."""
+    stored = store.metrics_settings()
+    if stored is None:
+        return []
+    current = json.loads(json.dumps(metrics_settings(settings), sort_keys=True, default=str))
+    changed = []
+    for part, value in current.items():
+        before = stored.get(part)
+        if part == "metrics" and isinstance(before, dict):
+            changed += [f"metrics.{k}" for k in sorted(value) if before.get(k) != value[k]]
+        elif before != value:
+            changed.append(part)
+    return changed
+
+
+def dirty_since(store: Store, settings: Settings) -> datetime | None:
+    """The earliest hour whose metrics are stale: marked by an upsert, or the first stored hour
+    when the metric settings changed since the stored rows were computed."""
+    marked = store.metrics_dirty_since()
+    changed = settings_changed(store, settings)
+    if changed:
+        first = store.first_candle_hour()
+        log.warning(
+            "metric settings changed since the stored rows were computed (%s): recomputing from %s",
+            ", ".join(changed),
+            first,
+        )
+        return min((t for t in (marked, first) if t is not None), default=None)
+    return marked
 
 
 def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
@@ -132,8 +173,11 @@ def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-def compute(store: Store, settings: Settings, since: datetime | None) -> ComputeResult:
-    """Recompute metrics for the hours from `since` on, reading only the history they depend on.
+def compute(
+    store: Store, settings: Settings, since: datetime | None, until: datetime | None = None
+) -> ComputeResult:
+    """Recompute metrics for the hours from `since` on (through `until`, when given), reading only
+    the history they depend on.
 
     Every transform is anchored on the epoch, so the rows from `since` on equal those of a full
     recompute while the work stays proportional to the hours changed plus the longest window and
@@ -163,6 +207,8 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
     # A day's robust baselines read the baseline hours before that day's start.
     baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
     closes = store.closes(instruments_frame(settings), history_from)
+    if until is not None:
+        closes = closes.filter(pl.col("open_time") <= until)
     if closes.is_empty():
         return ComputeResult(since=since, through=None)
     ids = [i.id for i in settings.instruments]
@@ -229,7 +275,15 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
     hedge_frame = _concat(hedges)
     basket_frame = _concat(baskets)
     ewma_frame = _concat(ewma)
-    store.replace_metrics(since, pair_frame, hedge_frame, basket_frame, ewma_frame)
+    store.replace_metrics(
+        since,
+        pair_frame,
+        hedge_frame,
+        basket_frame,
+        ewma_frame,
+        until=until,
+        fingerprint=metrics_settings(settings),
+    )
     through = wide["open_time"].max()
     return ComputeResult(
         since=since,
@@ -238,6 +292,48 @@ def compute(store: Store, settings: Settings, since: datetime | None) -> Compute
         basket_rows=basket_frame.height,
         pair_rows=pair_frame.height,
     )
+
+
+def recompute(
+    store: Store,
+    settings: Settings,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    step: timedelta = timedelta(days=90),
+    on_plan: Callable[[int], None] | None = None,
+    on_step: Callable[[datetime, ComputeResult], None] | None = None,
+) -> ComputeResult:
+    """Recompute the metrics of [start, end] (default: every stored hour) in steps of `step`,
+    oldest first, so each step's baselines read the rows the step before stored."""
+    first = start or store.first_candle_hour()
+    last = end or store.last_candle_hour()
+    if first is None or last is None or last < first:
+        return ComputeResult(since=None, through=None)
+    first = floor_hour(first)
+    pieces = []
+    lo = first
+    while lo <= last:
+        pieces.append((lo, min(lo + step, last + HOUR)))
+        lo += step
+    if on_plan is not None:
+        on_plan(len(pieces))
+    total = ComputeResult(since=first, through=None)
+    for i, (lo, hi) in enumerate(pieces):
+        # The last step of an open-ended recompute runs to the newest candle and clears the
+        # dirty mark; the others stop at their end.
+        until = None if (end is None and i == len(pieces) - 1) else hi - HOUR
+        done = compute(store, settings, lo, until)
+        total = ComputeResult(
+            since=first,
+            through=done.through or total.through,
+            hedge_rows=total.hedge_rows + done.hedge_rows,
+            basket_rows=total.basket_rows + done.basket_rows,
+            pair_rows=total.pair_rows + done.pair_rows,
+        )
+        if on_step is not None:
+            on_step(lo, done)
+    return total
 
 
 def _baseline_of(stored: pl.DataFrame, basket: str, window: int) -> pl.DataFrame:
@@ -380,13 +476,7 @@ def contains(settings: Settings) -> dict[str, list[str]]:
 
 def muted_episodes(store: Store) -> list[tuple[str, str, int]]:
     """(rule, subject, episode) of the firing alerts whose firing an inhibiting alert muted."""
-    rows = store.con.sql(
-        "SELECT e.rule, e.subject, e.episode FROM alert_events AS e JOIN alert_state AS s"
-        " ON s.rule = e.rule AND s.subject = e.subject AND s.episode = e.episode"
-        " WHERE s.status = 'firing' AND e.kind = 'firing'"
-        " AND json_extract_string(e.context, '$.muted_by') IS NOT NULL"
-    ).fetchall()
-    return [(rule, subject, int(episode)) for rule, subject, episode in rows]
+    return store.muted_episodes()
 
 
 def floor_hour(ts: datetime) -> datetime:
@@ -444,41 +534,4 @@ def freshness_frame(
     instruments = instruments_frame(settings).filter(pl.col("venue") == venue)
     if instruments.is_empty():
         return pl.DataFrame()
-    with store.staged(instruments_staged=instruments):
-        return store.con.sql(
-            """
-            WITH last AS (
-                SELECT i.instrument, i.venue, i.market, i.symbol,
-                       max(c.open_time) AS last_open_time,
-                       count(c.open_time) FILTER (
-                           WHERE c.open_time > $at - to_hours(CAST($gap AS BIGINT))
-                       ) AS recent
-                FROM instruments_staged AS i
-                LEFT JOIN candles AS c
-                  ON c.venue = i.venue AND c.market = i.market AND c.symbol = i.symbol
-                 AND c.interval = i.interval AND c.open_time <= $at
-                GROUP BY ALL
-            ),
-            logged AS (
-                SELECT f.venue, f.market, f.symbol, f.error,
-                       row_number() OVER (
-                           PARTITION BY f.venue, f.market, f.symbol ORDER BY f.end_time DESC
-                       ) AS n
-                FROM fetch_log AS f
-                WHERE f.dataset = 'candles'
-            ),
-            streak AS (
-                SELECT venue, market, symbol,
-                       coalesce(min(n) FILTER (WHERE error IS NULL), max(n) + 1) - 1 AS fetch_errors
-                FROM logged GROUP BY ALL
-            )
-            SELECT l.instrument, l.venue, l.market, l.symbol, $at AS open_time, l.last_open_time,
-                   CAST(date_diff('hour', l.last_open_time, $at) AS DOUBLE) AS age_hours,
-                   CAST($gap - l.recent AS DOUBLE) AS missing_hours,
-                   CAST(coalesce(s.fetch_errors, 0) AS DOUBLE) AS fetch_errors
-            FROM last AS l
-            LEFT JOIN streak AS s USING (venue, market, symbol)
-            ORDER BY l.instrument
-            """,
-            params={"at": at, "gap": gap_hours},
-        ).pl()
+    return store.freshness(instruments, at, gap_hours)

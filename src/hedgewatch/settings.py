@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hedgewatch.alerts.rules import Rule, parse_window
 from hedgewatch.channel_config import ChannelSettings, FileChannel, SmtpChannel
+from hedgewatch.storage.store import Lake
 from hedgewatch.transforms.hedges import HedgeSpec
 from hedgewatch.transforms.stress import BasketSpec
 from hedgewatch.venues import EXCHANGE_MARKETS
@@ -49,8 +50,36 @@ class _Model(BaseModel):
 
 
 class StorageSettings(_Model):
+    """Where the data lives. `duckdb` (default): one private DuckDB file written by hedgewatch,
+    published after each command as a read snapshot beside it (`<name>.read.duckdb`) for readers.
+    `ducklake`: a DuckLake catalog (`postgres:dbname=… host=…`; the password from PGPASSWORD or
+    ~/.pgpass, never here) and a shared data path, written by several workers at once."""
+
+    backend: Literal["duckdb", "ducklake"] = "duckdb"
     database: Path = Path("var/hedgewatch.duckdb")
+    catalog: str | None = None
+    data_path: str | None = None
     lock_timeout_s: float = Field(default=30.0, gt=0, le=MAX_TIMEOUT_S)
+
+    @model_validator(mode="after")
+    def _lake_is_complete(self) -> StorageSettings:
+        if self.backend == "ducklake":
+            missing = [f for f in ("catalog", "data_path") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"backend 'ducklake' needs storage.{missing[0]}")
+            if "password=" in (self.catalog or ""):
+                raise ValueError(
+                    "storage.catalog: no password in the config; set PGPASSWORD or use ~/.pgpass"
+                )
+        return self
+
+    @property
+    def target(self) -> Path | Lake:
+        """What `Store.open` opens: the database file, or the lake."""
+        if self.backend == "ducklake":
+            assert self.catalog is not None and self.data_path is not None
+            return Lake(self.catalog, self.data_path)
+        return self.database
 
 
 class MetricsExportSettings(_Model):

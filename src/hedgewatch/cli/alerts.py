@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -65,12 +65,12 @@ def _store(
 ) -> Iterator[tuple[Settings, Store]]:
     """Settings and an open store; a busy database exits 3, a broken one 2. Reading needs no
     secret (and, with `database`, no config: the last run's settings serve)."""
-    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+    from hedgewatch.storage.store import SchemaOutdated, Store, StoreBusy, StoreError
 
     settings = reading_settings(config, database) if read_only else _settings(config)
     try:
         opened = Store.open(
-            settings.storage.database,
+            settings.storage.target,
             read_only=read_only,
             timeout_s=settings.storage.lock_timeout_s,
         )
@@ -79,11 +79,9 @@ def _store(
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
-    import duckdb
-
     try:
         yield settings, store
-    except duckdb.CatalogException:
+    except SchemaOutdated:
         raise fail(
             f"{settings.storage.database}: the database predates the alert tables; "
             "run `hedgewatch run` once to upgrade its schema",
@@ -118,15 +116,8 @@ def list_alerts(
             "muted_by",
             "silenced_until",
         ]
-        rows = store.con.execute(
-            "SELECT rule, subject,"
-            " CASE WHEN no_data THEN status || ' (no data)' ELSE status END, severity, arm,"
-            " since, last_value, episode, no_data_since, evaluated_at, muted_by, silenced_until"
-            " FROM alert_status ORDER BY rule, subject"
-        ).fetchall()
-        silences = store.con.execute(
-            "SELECT rule, subject, until, reason FROM alert_silences ORDER BY until"
-        ).fetchall()
+        rows = store.alert_status_rows()
+        silences: list[tuple[Any, ...]] = list(store.silences())
     typer.echo(format_rows(columns, rows, fmt), nl=False)
     configured = [(s.rule, s.subject, s.until, s.reason) for s in settings.alerts.silences]
     if fmt is QueryFormat.table and (silences or configured):
@@ -164,10 +155,7 @@ def silence(
         known = ", ".join(sorted(subjects)) or "none configured"
         raise fail(f"unknown subject {subject!r} for rule {rule!r} (subjects: {known})", 2)
     with _store(config) as (_, store):
-        store.con.execute(
-            "INSERT OR REPLACE INTO alert_silences VALUES ($r, $s, $u, $why, now())",
-            {"r": rule, "s": subject, "u": ends, "why": reason or None},
-        ).fetchall()
+        store.add_silence(rule, subject, ends, reason or None)
     typer.echo(f"silenced {rule} / {subject} until {ends:%Y-%m-%d %H:%M} UTC")
 
 
@@ -179,10 +167,7 @@ def unsilence(
 ) -> None:
     """Remove a silence set with `alerts silence` (silences in the config stay)."""
     with _store(config) as (_, store):
-        removed = store.con.execute(
-            "DELETE FROM alert_silences WHERE rule = $r AND subject = $s RETURNING rule",
-            {"r": rule, "s": subject},
-        ).fetchall()
+        removed = store.remove_silence(rule, subject)
     if not removed:
         raise fail(f"no silence for {rule} / {subject}", 2)
     typer.echo(f"unsilenced {rule} / {subject}")

@@ -258,7 +258,7 @@ def query(
     elif sql == "-":
         sql = sys.stdin.read()
     assert sql is not None
-    path = database_path(config, database)
+    path = database if database is not None else _settings(config, secrets=False).storage.target
 
     try:
         con = open_locked(path, timeout_s=wait, on_wait=WaitNotice(path))

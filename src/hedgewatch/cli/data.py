@@ -145,41 +145,161 @@ def import_files(
         str | None, typer.Option(help="e.g. 1h, if neither file nor name says.")
     ] = None,
     symbol: Annotated[str | None, typer.Option(help="The venue's symbol, if missing.")] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="Let a file's candles join a series already imported from another source.",
+        ),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
 ) -> None:
-    """Load candle files (Binance data archive, normalised CSV, Parquet) into the database."""
-    from hedgewatch.importing import CandleFileError, Defaults, read_checked
-    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+    """Load candle files (Binance data archive, normalised CSV, Parquet) into the database.
+
+    Says per file how many candles were new, changed or unchanged; warns about series no
+    instrument of the config names; refuses to put a second source into one series unless
+    --merge is given. The hours the new and changed candles touch get their metrics recomputed
+    by the next run (or `hedgewatch recompute`).
+    """
+    from hedgewatch.importing import CandleFileError, Defaults, read_checked, source_of
+    from hedgewatch.storage.store import Changes, Store, StoreBusy, StoreError
 
     if market is not None and market not in ("spot", "perp"):
         raise fail(f"--market: expected spot or perp, got {market!r}", 2)
     settings = _settings(config)
     defaults = Defaults(venue=venue, market=market, interval=interval, symbol=symbol)
-    total = 0
+    configured = {(i.venue, i.market, i.symbol, i.interval) for i in settings.instruments}
+    keys = ["venue", "market", "symbol", "interval"]
+    total = Changes()
     now = datetime.now(UTC)
     try:
-        for path in files:
-            rows = 0
-            rejected: dict[str, int] = {}
-            for checked in read_checked(path, defaults, now=now):
-                for reason, n in checked.rejects.items():
-                    rejected[reason] = rejected.get(reason, 0) + n
-                if checked.kept.is_empty():
-                    continue
-                with Store.open(
-                    settings.storage.database, timeout_s=settings.storage.lock_timeout_s
-                ) as store:
-                    rows += store.upsert_candles(checked.kept)
-            total += rows
-            refused = "".join(f", {n} rejected: {reason}" for reason, n in sorted(rejected.items()))
-            typer.echo(f"{path}: {rows} candles{refused}")
+        with Store.open(
+            settings.storage.target, timeout_s=settings.storage.lock_timeout_s
+        ) as store:
+            for path in files:
+                source = source_of(path)
+                changes = Changes()
+                rejected: dict[str, int] = {}
+                for checked in read_checked(path, defaults, now=now):
+                    for reason, n in checked.rejects.items():
+                        rejected[reason] = rejected.get(reason, 0) + n
+                    frame = checked.kept
+                    if frame.is_empty():
+                        continue
+                    series = frame.select(keys).unique().sort(keys)
+                    for key in series.iter_rows():
+                        if key not in configured:
+                            typer.echo(
+                                f"{path}: warning: {' '.join(key)} is not an instrument of "
+                                f"{config}; stored, but no metric uses it",
+                                err=True,
+                            )
+                    clashes = {
+                        key: sorted(found - {source})
+                        for key, found in store.import_sources(series).items()
+                        if found - {source}
+                    }
+                    if clashes and not merge:
+                        key, others = next(iter(clashes.items()))
+                        raise fail(
+                            f"{path}: {' '.join(key)} already holds candles imported from "
+                            f"{', '.join(others)}; this file is {source!r}. Pass --venue to "
+                            "store it as another venue, or --merge to combine the two sources",
+                            2,
+                        )
+                    with store.transaction():
+                        changes += store.import_candles(frame)
+                        store.record_import_source(series, source)
+                total += changes
+                refused = "".join(
+                    f", {n} rejected: {reason}" for reason, n in sorted(rejected.items())
+                )
+                typer.echo(
+                    f"{path}: {changes.rows} candles: {changes.new} new, "
+                    f"{changes.changed} changed, {changes.unchanged} unchanged{refused}"
+                )
     except CandleFileError as exc:
         raise fail(str(exc), 2) from None
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
     except StoreError as exc:
         raise fail(str(exc), 1) from None
-    typer.echo(f"imported {total} candles from {len(files)} file(s)")
+    typer.echo(
+        f"imported {total.rows} candles from {len(files)} file(s): {total.new} new, "
+        f"{total.changed} changed, {total.unchanged} unchanged"
+        + (
+            f"; metrics from {total.earliest:%Y-%m-%d %H:%M} UTC on are recomputed by the next run"
+            if total.earliest is not None
+            else ""
+        )
+    )
+
+
+@app.command()
+def recompute(
+    start: Annotated[
+        str | None, typer.Option("--from", help="First hour to recompute (ISO 8601, UTC).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Last hour to recompute. Default: the newest.")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Recompute stored metrics from the stored candles (default: all of history).
+
+    Runs pick up hours that changed by themselves; use this after changing metric settings
+    when you do not want to wait for the next run, or to rebuild a range.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hedgewatch import pipeline
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    settings = _settings(config)
+    first = parse_time(start, "--from") if start else None
+    last = parse_time(end, "--to") if end else None
+    if first is not None and last is not None and last < first:
+        raise fail("--to must not be before --from", 2)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    )
+    task = bar.add_task("recompute", total=None)
+    try:
+        with (
+            bar,
+            Store.open(settings.storage.target, timeout_s=settings.storage.lock_timeout_s) as store,
+        ):
+            changed = pipeline.settings_changed(store, settings)
+            if changed:
+                typer.echo(f"metric settings changed: {', '.join(changed)}", err=True)
+            done = pipeline.recompute(
+                store,
+                settings,
+                first,
+                last,
+                on_plan=lambda n: bar.update(task, total=n),
+                on_step=lambda lo, _: bar.advance(task),
+            )
+    except StoreBusy as exc:
+        raise fail(str(exc), 3) from None
+    except StoreError as exc:
+        raise fail(str(exc), 1) from None
+    if done.since is None:
+        typer.echo("no candles stored: nothing to recompute")
+        return
+    typer.echo(
+        f"recomputed {done.since:%Y-%m-%d %H:%M} → {done.through:%Y-%m-%d %H:%M} UTC: "
+        if done.through
+        else "recomputed: ",
+        nl=False,
+    )
+    typer.echo(f"{done.hedge_rows} hedge, {done.basket_rows} basket and {done.pair_rows} pair rows")
 
 
 @app.command()
@@ -193,29 +313,18 @@ def gaps(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
 ) -> None:
     """Missing candles per series, from the `gaps` view. Shown, never filled."""
-    import duckdb
-
-    from hedgewatch.storage.store import StoreBusy, StoreError, connect
+    from hedgewatch.storage.store import QueryError, Store, StoreBusy, StoreError
 
     path = database_path(config, database)
     try:
-        con = connect(path, read_only=True, timeout_s=30.0)
+        with Store.open(path, read_only=True, timeout_s=30.0) as store:
+            columns, rows = store.gaps(venue, symbol)
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
+    except QueryError as exc:
+        raise fail(f"cannot read gaps: {exc}", 2) from None
     except StoreError as exc:
         raise fail(str(exc), 2) from None
-    try:
-        relation = con.sql(
-            "SELECT venue, market, symbol, interval, first_missing, last_missing, missing_hours "
-            "FROM gaps WHERE ($venue IS NULL OR venue = $venue) "
-            "AND ($symbol IS NULL OR symbol = $symbol) ORDER BY ALL",
-            params={"venue": venue, "symbol": symbol},
-        )
-        columns, rows = relation.columns, relation.fetchall()
-    except duckdb.Error as exc:
-        raise fail(f"cannot read gaps: {exc}", 2) from None
-    finally:
-        con.close()
     typer.echo(format_rows(columns, rows, fmt), nl=False)
     if fmt is OutputFormat.table:
         missing = sum(int(row[-1]) for row in rows)

@@ -69,9 +69,9 @@ def deliver_outbox(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DeliveryReport:
-    database = settings.storage.database
+    database = settings.storage.target
     timeout_s = settings.storage.lock_timeout_s
-    with Store.open(database, timeout_s=timeout_s) as store:
+    with Store.open(database, timeout_s=timeout_s, publish=False) as store:
         queued = queue.pending(store)
     report = DeliveryReport()
     for item in queued:

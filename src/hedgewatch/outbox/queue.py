@@ -17,7 +17,7 @@ from pathlib import Path
 from hedgewatch.alerts.rules import Rule
 from hedgewatch.alerts.state import AlertEvent, AlertState
 from hedgewatch.settings import Settings
-from hedgewatch.storage.store import Store, connect
+from hedgewatch.storage.store import Lake, Store
 
 Digest = tuple[str, str, list[str]]  # (delivery key, channel, event keys)
 
@@ -34,9 +34,8 @@ class Pending:
 
 def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
     """(rule, subject, until) from the config and the alert_silences table."""
-    rows = store.con.execute("SELECT rule, subject, until FROM alert_silences").fetchall()
     return [(s.rule, s.subject, s.until) for s in settings.alerts.silences] + [
-        (rule, subject, until) for rule, subject, until in rows
+        (rule, subject, until) for rule, subject, until, _ in store.silences()
     ]
 
 
@@ -63,11 +62,7 @@ def plan_outbox(
 
 def queue(store: Store, digests: Sequence[Digest], run_id: str) -> None:
     for key, channel, event_keys in digests:
-        store.con.execute(
-            "INSERT INTO deliveries (key, channel, event_keys, created_run) "
-            "VALUES ($k, $c, $e, $r) ON CONFLICT DO NOTHING",
-            {"k": key, "c": channel, "e": event_keys, "r": run_id},
-        ).fetchall()
+        store.queue_delivery(key, channel, event_keys, run_id)
 
 
 def _digests(events: Sequence[AlertEvent], rules: Mapping[str, Rule], run_id: str) -> list[Digest]:
@@ -106,16 +101,12 @@ _STATE_COLUMNS = (
 def load_states_with_times(
     store: Store,
 ) -> tuple[dict[tuple[str, str], AlertState], dict[tuple[str, str], datetime]]:
-    rows = store.con.sql(
-        f"SELECT {', '.join(_STATE_COLUMNS)}, evaluated_at FROM alert_state"
-    ).fetchall()
     states = {}
     times = {}
-    for row in rows:
-        values = dict(zip(_STATE_COLUMNS, row[:-1], strict=True))
-        key = (values["rule"], values["subject"])
-        states[key] = AlertState(**values)
-        times[key] = row[-1]
+    for row in store.alert_states():
+        key = (row["rule"], row["subject"])
+        states[key] = AlertState(**{c: row[c] for c in _STATE_COLUMNS})
+        times[key] = row["evaluated_at"]
     return states, times
 
 
@@ -130,21 +121,13 @@ def save_states(
             continue
         values = {c: getattr(state, c) for c in _STATE_COLUMNS}
         values["evaluated_at"] = at
-        store.con.execute(
-            f"INSERT OR REPLACE INTO alert_state ({', '.join(values)}) VALUES"
-            f" ({', '.join('$' + c for c in values)})",
-            values,
-        ).fetchall()
+        store.save_alert_state(values)
 
 
 def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
     quiet = set(silenced)
     for event in events:
-        store.con.execute(
-            "INSERT INTO alert_events (key, rule, subject, ts, kind, value, threshold, severity,"
-            " episode, context, silenced) VALUES ($key, $rule, $subject, $ts, $kind, $value,"
-            " $threshold, $severity, $episode, $context, $silenced)"
-            " ON CONFLICT DO NOTHING",
+        store.save_alert_event(
             {
                 "key": event.key,
                 "rule": event.rule,
@@ -157,18 +140,15 @@ def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[s
                 "episode": event.episode,
                 "context": json.dumps(event.context, default=str, sort_keys=True),
                 "silenced": event.key in quiet,
-            },
-        ).fetchall()
+            }
+        )
 
 
 def load_events(store: Store, keys: Sequence[str]) -> list[AlertEvent]:
-    rows = store.con.sql(
-        "SELECT rule, subject, ts, kind, value, threshold, severity, episode, context"
-        " FROM alert_events WHERE list_contains($keys, key) ORDER BY ts, rule, subject",
-        params={"keys": list(keys)},
-    ).fetchall()
     events = []
-    for rule, subject, ts, kind, value, threshold, severity, episode, context in rows:
+    for rule, subject, ts, kind, value, threshold, severity, episode, context in (
+        store.alert_events(keys)
+    ):
         events.append(
             AlertEvent(
                 rule=rule,
@@ -218,47 +198,26 @@ def queue_events(
 
 def pending(store: Store) -> list[Pending]:
     """Every notification not yet delivered, oldest key first."""
-    rows = store.con.sql(
-        "SELECT key, channel, event_keys, coalesce(status, 'queued') FROM deliveries"
-        " WHERE delivered_at IS NULL ORDER BY key"
-    ).fetchall()
     return [
         Pending(key, channel, load_events(store, keys), status == "sending")
-        for key, channel, keys, status in rows
+        for key, channel, keys, status in store.pending_deliveries()
     ]
 
 
-def claim(database: Path, timeout_s: float, item: Pending, at: datetime) -> None:
+def claim(database: Path | Lake, timeout_s: float, item: Pending, at: datetime) -> None:
     """Commit `status = 'sending'` before the channel is called."""
-    _execute(
-        database,
-        timeout_s,
-        "UPDATE deliveries SET status = 'sending', sending_since = $t,"
-        " interrupted = coalesce(interrupted, 0) + CASE WHEN $i THEN 1 ELSE 0 END"
-        " WHERE key = $k",
-        {"k": item.key, "t": at, "i": item.interrupted},
-    )
+    params = {"key": item.key, "at": at, "interrupted": item.interrupted}
+    Store.execute_once(database, "claim_delivery", params, timeout_s=timeout_s)
 
 
 def mark(
-    database: Path, timeout_s: float, key: str, error: str | None, tries: int, at: datetime
+    database: Path | Lake,
+    timeout_s: float,
+    key: str,
+    error: str | None,
+    tries: int,
+    at: datetime,
 ) -> None:
     """Commit the outcome: `delivered`, or back to `queued` with the (redacted) error."""
-    _execute(
-        database,
-        timeout_s,
-        "UPDATE deliveries SET last_error = $e, attempts = attempts + $n,"
-        " status = CASE WHEN $ok THEN 'delivered' ELSE 'queued' END,"
-        " delivered_at = CASE WHEN $ok THEN $t ELSE NULL END WHERE key = $k",
-        {"k": key, "e": error, "n": tries, "ok": error is None, "t": at},
-    )
-
-
-def _execute(database: Path, timeout_s: float, sql: str, params: dict[str, object]) -> None:
-    # A bare connection: the schema is current (the run opened the store before), and opening
-    # one without re-creating views keeps the per-row bookkeeping cheap.
-    con = connect(database, timeout_s=timeout_s)
-    try:
-        con.execute(sql, params).fetchall()
-    finally:
-        con.close()
+    params = {"key": key, "error": error, "tries": tries, "at": at}
+    Store.execute_once(database, "mark_delivery", params, timeout_s=timeout_s)

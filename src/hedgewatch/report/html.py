@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from hedgewatch.settings import Settings, utc_now
-from hedgewatch.storage.store import Store, connect
+from hedgewatch.storage.store import Store
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
 _EVENT_STYLE = {
@@ -47,53 +47,22 @@ class ReportData:
 def load_report_data(
     settings: Settings, database: Path, *, days: int = 14, timeout_s: float = 30.0
 ) -> ReportData:
-    con = connect(database, read_only=True, timeout_s=timeout_s)
-    try:
-        end = con.execute(
-            "SELECT max(open_time) FROM (SELECT open_time FROM hedge_metrics"
-            " UNION ALL SELECT open_time FROM basket_metrics)"
-        ).fetchall()[0][0]
+    with Store.open(database, read_only=True, timeout_s=timeout_s) as store:
+        end = store.latest_metric_hour()
         start = end - timedelta(days=days) if end is not None else None
-        since = {"since": start or datetime(1970, 1, 1, tzinfo=UTC)}
-        hedges = con.sql(
-            "SELECT hedge, window_hours, open_time, correlation, effectiveness FROM hedge_metrics"
-            " WHERE open_time >= $since ORDER BY hedge, window_hours, open_time",
-            params=since,
-        ).pl()
-        baskets = con.sql(
-            "SELECT basket, window_hours, open_time, avg_corr, n_pairs FROM market_stress"
-            " WHERE open_time >= $since ORDER BY basket, window_hours, open_time",
-            params=since,
-        ).pl()
-        latest_pairs = con.sql(
-            "SELECT a, b, window_hours, open_time, corr, n_obs FROM latest_correlations"
-        ).pl()
-        status = con.sql(
-            "SELECT hedge, window_hours, open_time, correlation, min_var_ratio, held_ratio,"
-            " ratio_drift, effectiveness, n_obs, alert_status FROM hedge_status"
-            " ORDER BY hedge, window_hours"
-        ).pl()
-        events = con.sql(
-            "SELECT ts, rule, subject, kind, severity, value, threshold, delivered, notifications"
-            " FROM alert_history WHERE ts >= $since ORDER BY ts",
-            params=since,
-        ).pl()
-        runs = con.execute(
-            "SELECT started_at, status, as_of FROM runs ORDER BY started_at DESC LIMIT 1"
-        ).fetchall()
-        lab = _lab_backtests(Store(con, database), settings, end, days)
-    finally:
-        con.close()
+        frames = store.report_frames(start or datetime(1970, 1, 1, tzinfo=UTC))
+        last_run = store.last_run()
+        lab = _lab_backtests(store, settings, end, days)
     return ReportData(
         generated_at=utc_now(),
         start=start,
         end=end,
-        hedges=hedges,
-        baskets=baskets,
-        latest_pairs=latest_pairs,
-        status=status,
-        events=events,
-        last_run=runs[0] if runs else None,
+        hedges=frames["hedges"],
+        baskets=frames["baskets"],
+        latest_pairs=frames["latest_pairs"],
+        status=frames["status"],
+        events=frames["events"],
+        last_run=last_run,
         lab=lab,
     )
 

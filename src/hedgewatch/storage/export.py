@@ -1,7 +1,7 @@
 """Export the public views and tables as Parquet (or CSV) files for other tools.
 
 Each file is written next to its target under a temporary name and moved into place with
-`os.replace`, so a reader never sees half a file. The database is opened read-only.
+`os.replace`, so a reader never sees half a file. The read snapshot is opened, read-only.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hedgewatch.storage.store import connect
+from .store import connect, reader_path
 
 # Bookkeeping that is not data: never exported.
 PRIVATE = frozenset({"schema_migrations", "cursors"})
@@ -33,7 +33,7 @@ def export_relations(
     if fmt not in {"parquet", "csv"}:
         raise ValueError(f"unknown export format {fmt!r}")
     directory.mkdir(parents=True, exist_ok=True)
-    con = connect(database, read_only=True, timeout_s=timeout_s)
+    con = connect(reader_path(database), read_only=True, timeout_s=timeout_s)
     written = []
     try:
         for name in public_relations(con):

@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from .store import StoreError, connect
+from .store import Lake, StoreError, connect, connect_lake, reader_path
 
 # Statement kinds that only read. SELECT covers DESCRIBE, SHOW, SUMMARIZE and CTEs.
 READING_KINDS = frozenset({"SELECT", "EXPLAIN"})
@@ -49,12 +49,20 @@ class QueryResult:
 
 
 def open_locked(
-    path: Path, *, timeout_s: float, on_wait: Callable[[float], None] | None = None
+    path: Path | Lake, *, timeout_s: float, on_wait: Callable[[float], None] | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A read-only connection that can read nothing but the database and change no setting."""
-    con = connect(path, read_only=True, timeout_s=timeout_s, on_wait=on_wait)
+    """A read-only connection that can read nothing but the database and change no setting.
+
+    It opens the published read snapshot of a database file (never the writer's file), or a
+    DuckLake read-only, whose data lives outside by design: there external access stays on."""
+    if isinstance(path, Lake):
+        con = connect_lake(path, read_only=True, timeout_s=timeout_s)
+        locks = [s for s in _LOCKS if "external_access" not in s]
+    else:
+        con = connect(reader_path(path), read_only=True, timeout_s=timeout_s, on_wait=on_wait)
+        locks = list(_LOCKS)
     try:
-        for statement in _LOCKS:
+        for statement in locks:
             con.execute(statement)
     except duckdb.Error as exc:
         con.close()

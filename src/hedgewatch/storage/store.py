@@ -1,12 +1,20 @@
-"""The DuckDB store: migrations, idempotent upserts, watermarks, alert state and the outbox.
+"""The store: migrations, idempotent upserts, watermarks, alert state and the outbox.
 
-DuckDB lets one process write a file at a time and locks readers out meanwhile, so every
-connection here is short-lived and opening one retries on the lock for a bounded time.
+Embedded (default): DuckDB locks a file for as long as any connection is open, a reader's too,
+so the writer's file is private to hedgewatch's writing steps (short-lived connections that
+retry on the lock for a bounded time). Each writing command ends by publishing a read snapshot
+beside it — the whole database copied to a temporary file and swapped in with `os.replace` —
+and every reader opens that: a reader holding a connection keeps the file it opened (one
+consistent state) and never blocks the writer. Scale-out: a DuckLake (PostgreSQL catalog,
+shared data path) written by several processes; each unit of work is one transaction, retried
+when another writer's commit wins.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import random
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,16 +24,21 @@ from datetime import datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
 
+T = TypeVar("T")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")
 # A reader that opens the file in the instant a writer is creating it sees no header yet.
 _BEING_CREATED = "not a valid DuckDB database file"
 
+
+# Hours from which stored metrics are stale: set by every market-data upsert, cleared when the
+# metrics from there on are stored.
+METRICS_DIRTY_SINCE = "metrics.dirty_since"
 
 _METRIC_TABLES = {
     "pairs_staged": "pair_correlations",
@@ -41,6 +54,25 @@ class StoreError(Exception):
 
 class StoreBusy(StoreError):
     """Another process holds the database; retry later."""
+
+
+class QueryError(StoreError):
+    """A statement failed (bad SQL, a missing table, a type mismatch); the message says which."""
+
+
+class SchemaOutdated(QueryError):
+    """The database lacks a table or view the statement needs: it predates a migration."""
+
+
+@contextmanager
+def query_errors() -> Iterator[None]:
+    """Turn DuckDB's errors into the store's own, so callers never import duckdb."""
+    try:
+        yield
+    except duckdb.CatalogException as exc:
+        raise SchemaOutdated(str(exc)) from None
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
 
 
 def sql_dir() -> Traversable:
@@ -112,6 +144,149 @@ def connect(
         return con
 
 
+def snapshot_path(database: Path) -> Path:
+    """Where the read snapshot of `database` is published: `var/hedgewatch.duckdb` →
+    `var/hedgewatch.read.duckdb` (see the module docstring)."""
+    return database.with_name(f"{database.stem}.read{database.suffix or '.duckdb'}")
+
+
+def reader_path(database: Path) -> Path:
+    """The file a reader opens for `database`: its snapshot once one is published (the path
+    itself when it is a snapshot, or when no writing command has finished yet)."""
+    if database.name.endswith(".read.duckdb"):
+        return database
+    published = snapshot_path(database)
+    return published if published.exists() else database
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What an upsert did: rows new, changed (a stored row differed) and unchanged, and the
+    earliest hour (UTC) whose metrics the new and changed rows can move."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    earliest: datetime | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.new + self.changed + self.unchanged
+
+    def __add__(self, other: Changes) -> Changes:
+        times = [t for t in (self.earliest, other.earliest) if t is not None]
+        return Changes(
+            self.new + other.new,
+            self.changed + other.changed,
+            self.unchanged + other.unchanged,
+            min(times) if times else None,
+        )
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A DuckLake: a catalog database (`postgres:dbname=… host=…`, `sqlite:<file>`, or a
+    `.ducklake` DuckDB file) and the data path its Parquet files go to (a folder every writer
+    and reader sees, or object storage). Several processes may write at once."""
+
+    catalog: str
+    data_path: str
+    extension_dir: Path | None = None  # where the packaged extensions are installed
+
+    def __str__(self) -> str:
+        # Catalog strings may carry a password: never put one in a message.
+        return "ducklake:" + re.sub(r"password=\S+", "password=***", self.catalog)
+
+
+# DuckLake's extensions ship as PyPI packages built for one DuckDB version (see the README's
+# Storage section); they are installed from there, never downloaded.
+_LAKE_EXTENSIONS = ("ducklake", "postgres")
+_CONFLICT_MARKERS = ("Transaction conflict", "conflict", "Conflict")
+
+
+def _extension_file(name: str) -> Path:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"duckdb_extension_{name}")
+    except ImportError:
+        raise StoreError(
+            f"the DuckLake backend needs the duckdb-extension-{name} package "
+            "(pip install 'hedgewatch[scale-out]')"
+        ) from None
+    folder = Path(str(module.__path__[0])) / "extensions" / f"v{duckdb.__version__}"
+    file = folder / f"{name}.duckdb_extension"
+    if not file.exists():
+        raise StoreError(
+            f"duckdb-extension-{name} has no build for DuckDB {duckdb.__version__} ({folder})"
+        )
+    return file
+
+
+def connect_lake(
+    lake: Lake, *, read_only: bool = False, timeout_s: float = 30.0
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as the default database `lake`."""
+    ext_dir = lake.extension_dir or Path.home() / ".cache" / "hedgewatch" / "duckdb_extensions"
+    ext_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "extension_directory": str(ext_dir),
+        }
+    )
+    con.execute("SET enable_progress_bar = false")  # it would print to the worker's stdout
+    try:
+        for name in _LAKE_EXTENSIONS:
+            if lake.catalog.startswith(("postgres:", "sqlite:")) or name == "ducklake":
+                try:
+                    con.execute(f"LOAD {name}")
+                except duckdb.Error:
+                    escaped = str(_extension_file(name)).replace("'", "''")
+                    con.execute(f"FORCE INSTALL '{escaped}'")
+                    con.execute(f"LOAD {name}")
+        options = [f"DATA_PATH '{lake.data_path.replace(chr(39), chr(39) * 2)}'"]
+        if read_only:
+            options.append("READ_ONLY")
+        catalog = lake.catalog.replace("'", "''")
+        attach = f"ATTACH 'ducklake:{catalog}' AS lake ({', '.join(options)})"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                con.execute(attach)
+                break
+            except duckdb.Error as exc:
+                # Workers starting together on a new catalog race to create its tables; the
+                # losers find them created on the next try.
+                racing = "Failed to initialize DuckLake" in str(exc)
+                if not racing or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05 + random.random() * 0.2)  # noqa: S311 (jitter)
+        con.execute("USE lake")
+        con.execute("SET TimeZone = 'UTC'")
+    except duckdb.Error as exc:
+        con.close()
+        message = re.sub(r"password=\S+", "password=***", str(exc))
+        raise StoreError(f"{lake}: cannot open the lake: {message}") from None
+    return con
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A DuckLake commit that lost a race with another writer (retry the whole transaction)."""
+    return isinstance(exc, duckdb.TransactionException) or (
+        isinstance(exc, duckdb.Error) and "Transaction conflict" in str(exc)
+    )
+
+
+def _without_keys(script: str) -> str:
+    """A migration for DuckLake, which has no primary keys or unique constraints: upserts here
+    are delete-then-insert in one transaction, so the keys only ever documented identity. It
+    also adds no column with a boolean default (every insert names those columns)."""
+    script = re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", script)
+    script = re.sub(r"(ADD COLUMN \w+ BOOLEAN)\s+DEFAULT\s+(false|true)", r"\1", script)
+    return re.sub(r"\s+(PRIMARY KEY|UNIQUE)\b", "", script)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -132,21 +307,93 @@ def migrations() -> list[Migration]:
 class Store:
     """A connection with the product's operations on it. Use `Store.open(...)` as a context."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, path: Path, *, lake: Lake | None = None
+    ) -> None:
         self.con = con
         self.path = path
+        self.lake = lake
+        self._depth = 0  # open transaction() blocks: an inner one joins the outer
+        self.conflicts = 0  # DuckLake commits retried after losing a race
+
+    def atomic(self, work: Callable[[Store], T], *, attempts: int = 50) -> T:
+        """Run `work` in one transaction; on a DuckLake commit conflict (another writer committed
+        first, even on other rows) run it again, up to `attempts` times. Counted in `conflicts`."""
+        delay = 0.01
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    return work(self)
+            except duckdb.Error as exc:
+                if not is_conflict(exc) or attempt == attempts:
+                    raise
+                self.conflicts += 1
+                time.sleep(delay * (1 + random.random()))  # noqa: S311 (jitter)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A fresh, migrated store in memory (close it with `close()`)."""
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        store = cls(con, Path(":memory:"))
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def publish_snapshot(self) -> Path:
+        """Copy the whole database (tables and views) into its read snapshot, swapped in with
+        `os.replace`: readers open that file, never this one (see the module docstring). A
+        DuckLake needs none: its readers see committed snapshots by themselves."""
+        if self.lake is not None:
+            return self.path
+        target = snapshot_path(self.path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        source = self.con.execute("SELECT current_database()").fetchall()[0][0]
+        escaped = str(tmp).replace("'", "''")
+        with query_errors():
+            self.con.execute(f"ATTACH '{escaped}' AS hedgewatch_snapshot").fetchall()
+            try:
+                self.con.execute(f'COPY FROM DATABASE "{source}" TO hedgewatch_snapshot').fetchall()
+            finally:
+                self.con.execute("DETACH hedgewatch_snapshot").fetchall()
+        os.replace(tmp, target)
+        return target
 
     @classmethod
     @contextmanager
     def open(
-        cls, path: Path, *, read_only: bool = False, timeout_s: float = 30.0
+        cls,
+        path: Path | Lake,
+        *,
+        read_only: bool = False,
+        timeout_s: float = 30.0,
+        publish: bool = True,
     ) -> Iterator[Store]:
-        con = connect(path, read_only=read_only, timeout_s=timeout_s)
-        try:
+        """The writer's store at `path`, or (`read_only`) its published read snapshot; or a
+        DuckLake (`Lake`), where readers and several writers share the catalog directly.
+
+        A writer publishes the read snapshot when its block ends without an error; steps that
+        are followed by another writing step in the same command pass `publish=False`.
+        """
+        if isinstance(path, Lake):
+            con = connect_lake(path, read_only=read_only, timeout_s=timeout_s)
+            store = cls(con, Path("lake"), lake=path)
+        else:
+            if read_only:
+                path = reader_path(path)
+            con = connect(path, read_only=read_only, timeout_s=timeout_s)
             store = cls(con, path)
+        try:
             if not read_only:
                 store.migrate()
             yield store
+            if publish and not read_only and store.lake is None:
+                store.publish_snapshot()
         finally:
             con.close()
 
@@ -164,14 +411,37 @@ class Store:
         (statement,) = split_statements(load_sql(name))
         return self.con.sql(statement, params=_bind(statement, params)).pl()
 
+    def rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """The rows (tuples) of the one-statement query or write in `sql/<name>.sql`."""
+        (statement,) = split_statements(load_sql(name))
+        return self.con.execute(statement, _bind(statement, params)).fetchall()
+
+    def records(self, name: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The rows of `sql/<name>.sql` as dicts keyed by column name."""
+        (statement,) = split_statements(load_sql(name))
+        cursor = self.con.execute(statement, _bind(statement, params))
+        columns = [d[0] for d in cursor.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """One transaction; a block inside another joins it (commits with the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
         try:
             yield
         except BaseException:
+            self._depth = 0
             self.con.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.con.execute("COMMIT")
 
     @contextmanager
@@ -187,28 +457,46 @@ class Store:
     # -- schema ---------------------------------------------------------------------------
 
     def migrate(self) -> list[int]:
-        """Apply pending migrations, each in its own transaction; returns the versions applied."""
-        self.con.execute(
+        """Apply pending migrations, each in its own transaction; returns the versions applied.
+
+        On a DuckLake several workers may start at once: a migration that loses the race is
+        retried and then finds itself applied."""
+        create = (
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
         )
-        done = {
-            row[0] for row in self.con.execute("SELECT version FROM schema_migrations").fetchall()
-        }
+        self.atomic(lambda s: s.con.execute(_without_keys(create) if s.lake else create).fetchall())
         applied = []
         for migration in migrations():
-            if migration.version in done:
-                continue
-            with self.transaction():
-                for statement in split_statements(migration.sql):
-                    self.con.execute(statement).fetchall()
-                self.con.execute(
+            script = _without_keys(migration.sql) if self.lake else migration.sql
+
+            def apply(store: Store, migration: Migration = migration, script: str = script) -> bool:
+                done = store.con.execute(
+                    "SELECT count(*) FROM schema_migrations WHERE version = $v",
+                    {"v": migration.version},
+                ).fetchall()[0][0]
+                if done:
+                    return False
+                for statement in split_statements(script):
+                    store.con.execute(statement).fetchall()
+                store.con.execute(
                     "INSERT INTO schema_migrations VALUES ($v, $n, now())",
                     {"v": migration.version, "n": migration.name},
                 ).fetchall()
-            applied.append(migration.version)
-        self.refresh_views()
+                return True
+
+            if self.atomic(apply):
+                applied.append(migration.version)
+        if self.lake is None or applied or not self._has_views():
+            self.atomic(lambda s: s.refresh_views())
         return applied
+
+    def _has_views(self) -> bool:
+        return bool(
+            self.con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall()[
+                0
+            ][0]
+        )
 
     def refresh_views(self) -> None:
         """(Re)create the public views from `sql/views/*.sql`, in file-name order."""
@@ -219,21 +507,80 @@ class Store:
     # -- market data ----------------------------------------------------------------------
 
     def upsert_candles(self, candles: pl.DataFrame) -> int:
+        """Insert or replace candles; returns the rows written (after de-duplication)."""
+        return self.import_candles(candles).rows
+
+    def import_candles(self, candles: pl.DataFrame) -> Changes:
+        """Insert or replace candles in one transaction, saying what was new or changed."""
         if candles.is_empty():
-            return 0
-        keys = ["venue", "market", "symbol", "interval", "open_time"]
-        staged = candles.unique(subset=keys, keep="last", maintain_order=True)
-        with self.staged(staged=staged), self.transaction():
-            self.run_script("upsert_candles")
-        return staged.height
+            return Changes()
+        return self.atomic(lambda store: store._upsert_candles(candles))
 
     def upsert_funding(self, funding: pl.DataFrame) -> int:
+        return self.import_funding(funding).rows
+
+    def import_funding(self, funding: pl.DataFrame) -> Changes:
         if funding.is_empty():
-            return 0
+            return Changes()
+        return self.atomic(lambda store: store._upsert_funding(funding))
+
+    # Every write of market data goes through these two: the hours whose metrics the new or
+    # changed rows can move are marked dirty in the same transaction, so whatever wrote them
+    # (the hourly run, a backfill, an import), the next compute or `recompute` covers them.
+
+    def _upsert_candles(self, candles: pl.DataFrame) -> Changes:
+        keys = ["venue", "market", "symbol", "interval", "open_time"]
+        staged = candles.unique(subset=keys, keep="last", maintain_order=True)
+        with self.staged(staged=staged):
+            changes = self._classify("classify_candles", staged.height)
+            self.run_script("upsert_candles")
+        self.mark_metrics_dirty(changes.earliest)
+        return changes
+
+    def _upsert_funding(self, funding: pl.DataFrame) -> Changes:
         staged = funding.unique(subset=["venue", "symbol", "funding_time"], keep="last")
-        with self.staged(staged=staged), self.transaction():
+        with self.staged(staged=staged):
+            changes = self._classify("classify_funding", staged.height)
             self.run_script("upsert_funding")
-        return staged.height
+        self.mark_metrics_dirty(changes.earliest)
+        return changes
+
+    def _classify(self, name: str, rows: int) -> Changes:
+        ((new, changed, earliest),) = self.rows(name)
+        return Changes(
+            new=int(new),
+            changed=int(changed),
+            unchanged=rows - int(new) - int(changed),
+            earliest=earliest,
+        )
+
+    def mark_metrics_dirty(self, since: datetime | None) -> None:
+        """Metrics from `since` on must be recomputed (keeps the earliest mark)."""
+        if since is not None:
+            self.run_script("mark_metrics_dirty", {"since": since})
+
+    def metrics_dirty_since(self) -> datetime | None:
+        return self.cursor(METRICS_DIRTY_SINCE)
+
+    def first_candle_hour(self) -> datetime | None:
+        rows = self.rows("first_candle_hour")
+        return rows[0][0] if rows else None
+
+    def last_candle_hour(self) -> datetime | None:
+        rows = self.rows("last_candle_hour")
+        return rows[0][0] if rows else None
+
+    def import_sources(self, series: pl.DataFrame) -> dict[tuple[str, str, str, str], set[str]]:
+        """The sources imported so far into each of `series` (venue, market, symbol, interval)."""
+        found: dict[tuple[str, str, str, str], set[str]] = {}
+        with self.staged(series_staged=series):
+            for venue, market, symbol, interval, source in self.rows("import_sources"):
+                found.setdefault((venue, market, symbol, interval), set()).add(source)
+        return found
+
+    def record_import_source(self, series: pl.DataFrame, source: str) -> None:
+        with self.staged(series_staged=series):
+            self.run_script("record_import_source", {"source": source})
 
     def series_watermarks(self) -> dict[tuple[str, str, str, str], datetime]:
         frame = self.query("series_watermarks")
@@ -260,30 +607,42 @@ class Store:
         hedges: pl.DataFrame,
         baskets: pl.DataFrame,
         ewma: pl.DataFrame | None = None,
+        *,
+        until: datetime | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
     ) -> None:
+        """Replace the metric rows in [since, until] (no end: all from `since` on), clear the dirty
+        mark they cover and record the settings they were computed with, in one transaction."""
         frames = {"pairs_staged": pairs, "hedges_staged": hedges, "baskets_staged": baskets}
         frames["ewma_staged"] = ewma if ewma is not None else pl.DataFrame()
         # An empty frame has no columns for INSERT ... BY NAME: stage the table's own empty rows.
         empty = [name for name, frame in frames.items() if frame.width == 0]
-        with self.staged(**{n: f for n, f in frames.items() if f.width}), self.transaction():
+
+        def replace(store: Store) -> None:
             for name in empty:
                 table = _METRIC_TABLES[name]
-                self.con.execute(
+                store.con.execute(
                     f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {table} LIMIT 0"
                 ).fetchall()
-            self.run_script("replace_metrics", {"since": since})
+            store.run_script("replace_metrics", {"since": since, "until": until})
             for name in empty:
-                self.con.execute(f"DROP VIEW {name}").fetchall()
+                store.con.execute(f"DROP VIEW {name}").fetchall()
+            if until is None:
+                store.run_script("clear_metrics_dirty", {"since": since})
+            if fingerprint is not None:
+                store.record_metrics_settings(fingerprint)
 
-    def earliest_changed(self, table: str, rows: pl.DataFrame) -> datetime | None:
-        """Earliest time among `rows` (candles or funding) that are new or differ when stored."""
-        script = {"candles": "earliest_changed_candle", "funding": "earliest_changed_funding"}
-        if rows.is_empty():
-            return None
-        with self.staged(staged=rows):
-            frame = self.query(script[table])
-        value = frame["earliest"][0]
-        return value if isinstance(value, datetime) else None
+        with self.staged(**{n: f for n, f in frames.items() if f.width}):
+            self.atomic(replace)
+
+    def metrics_settings(self) -> dict[str, Any] | None:
+        """The metric settings the stored rows were computed with (None: never recorded)."""
+        rows = self.rows("metrics_settings")
+        return json.loads(rows[0][0]) if rows else None
+
+    def record_metrics_settings(self, settings: Mapping[str, Any]) -> None:
+        text = json.dumps(settings, sort_keys=True, default=str)
+        self.run_script("record_metrics_settings", {"settings": text})
 
     def basket_baseline(self, start: datetime, since: datetime) -> pl.DataFrame:
         """Stored avg_corr and absorption_ratio per basket and window in [start, since)."""
@@ -300,11 +659,122 @@ class Store:
         ).pl()
 
     def latest_metric_hour(self) -> datetime | None:
-        rows = self.con.execute(
-            "SELECT max(open_time) FROM (SELECT open_time FROM hedge_metrics"
-            " UNION ALL SELECT open_time FROM basket_metrics)"
-        ).fetchall()
+        rows = self.rows("latest_metric_hour")
         return rows[0][0] if rows else None
+
+    def latest_metrics(self) -> list[dict[str, Any]]:
+        """The newest value per hedge/basket and window (kind, subject, window_hours, ...)."""
+        return self.records("latest_metrics")
+
+    def freshness(self, instruments: pl.DataFrame, at: datetime, gap_hours: int) -> pl.DataFrame:
+        """How stale each instrument's candles are at hour `at` (see sql/freshness.sql)."""
+        with self.staged(instruments_staged=instruments):
+            return self.query("freshness", {"at": at, "gap": gap_hours})
+
+    def gaps_between(
+        self, venue: str, market: str, symbol: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime, int]]:
+        """(first_missing, last_missing, missing_hours) of one series overlapping [start, end]."""
+        params = {"venue": venue, "market": market, "symbol": symbol, "start": start, "end": end}
+        return [(a, b, int(n)) for a, b, n in self.rows("fetched_gaps", params)]
+
+    def gaps(
+        self, venue: str | None, symbol: str | None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of the `gaps` view, optionally of one venue and/or symbol."""
+        with query_errors():
+            frame = self.query("gaps_list", {"venue": venue, "symbol": symbol})
+        return frame.columns, frame.rows()
+
+    def candles_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        return self.query("candles_between", {"start": start, "end": end})
+
+    def funding_between(self, start: datetime, end: datetime) -> pl.DataFrame:
+        return self.query("funding_between", {"start": start, "end": end})
+
+    def series_open_times(
+        self, venue: str, market: str, symbol: str, interval: str
+    ) -> pl.DataFrame:
+        params = {"venue": venue, "market": market, "symbol": symbol, "interval": interval}
+        return self.query("series_open_times", params)
+
+    def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Append a frame of candles or funding as they are (a copy, not an upsert)."""
+        if table not in {"candles", "funding"}:
+            raise ValueError(f"unknown market-data table {table!r}")
+        if frame.height:
+            with self.staged(copied=frame):
+                self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM copied").fetchall()
+
+    # -- backfill bookkeeping -------------------------------------------------------------
+
+    def backfill_ranges(self) -> list[tuple[Any, ...]]:
+        """(venue, market, symbol, interval, dataset, start_time, end_time), oldest first."""
+        return self.rows("backfill_ranges")
+
+    def store_backfill_chunk(
+        self, dataset: str, frame: pl.DataFrame, chunk: Mapping[str, Any], at: datetime
+    ) -> None:
+        """A chunk's rows and its completed range, in one transaction."""
+
+        def store_chunk(store: Store) -> None:
+            if frame.height:
+                if dataset == "funding":
+                    store._upsert_funding(frame)
+                else:
+                    store._upsert_candles(frame)
+            store.rows("record_backfill_range", {**chunk, "rows": frame.height, "at": at})
+
+        self.atomic(store_chunk)
+
+    # -- report and demo reads ------------------------------------------------------------
+
+    def report_frames(self, since: datetime) -> dict[str, pl.DataFrame]:
+        """The HTML report's frames: hedges, baskets, latest_pairs, status, events from `since`."""
+        params = {"since": since}
+        return {
+            "hedges": self.query("report_hedges", params),
+            "baskets": self.query("report_baskets", params),
+            "latest_pairs": self.query("report_latest_pairs"),
+            "status": self.query("report_hedge_status"),
+            "events": self.query("report_alert_history", params),
+        }
+
+    def last_run(self) -> tuple[Any, ...] | None:
+        """(started_at, status, as_of) of the newest run."""
+        rows = self.rows("last_run")
+        return rows[0] if rows else None
+
+    def demo_timeline(self) -> list[tuple[Any, ...]]:
+        return self.rows("demo_timeline")
+
+    def demo_counts(self) -> tuple[int, int, int, int]:
+        (row,) = self.rows("demo_counts")
+        return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+    # -- alert bookkeeping the CLI reads and writes ---------------------------------------
+
+    def muted_episodes(self) -> list[tuple[str, str, int]]:
+        """(rule, subject, episode) of the firing alerts whose firing an inhibiting alert muted."""
+        return [(r, s, int(e)) for r, s, e in self.rows("muted_episodes")]
+
+    def alert_status_rows(self) -> list[tuple[Any, ...]]:
+        with query_errors():
+            return self.rows("alert_status_list")
+
+    def silences(self) -> list[tuple[str, str, datetime, str | None]]:
+        """(rule, subject, until, reason) set from the CLI, soonest end first."""
+        with query_errors():
+            return [(r, s, u, why) for r, s, u, why in self.rows("alert_silences")]
+
+    def add_silence(self, rule: str, subject: str, until: datetime, reason: str | None) -> None:
+        params = {"rule": rule, "subject": subject, "until": until, "reason": reason}
+        with query_errors(), self.transaction():
+            self.run_script("add_silence", params)
+
+    def remove_silence(self, rule: str, subject: str) -> bool:
+        with query_errors():
+            return bool(self.rows("remove_silence", {"rule": rule, "subject": subject}))
 
     # -- cursors and runs -----------------------------------------------------------------
 
@@ -313,15 +783,14 @@ class Store:
         return rows[0][0] if rows else None
 
     def set_cursor(self, name: str, value: datetime) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO cursors VALUES ($n, $v)", {"n": name, "v": value}
-        ).fetchall()
+        with self.transaction():
+            self.run_script("set_cursor", {"name": name, "value": value})
 
     def start_run(self, run_id: str, started_at: datetime, as_of: datetime) -> None:
-        self.con.execute(
-            "INSERT OR REPLACE INTO runs VALUES ($id, $s, NULL, $a, 'running', NULL)",
-            {"id": run_id, "s": started_at, "a": as_of},
-        ).fetchall()
+        with self.transaction():
+            self.run_script(
+                "start_run", {"run_id": run_id, "started_at": started_at, "as_of": as_of}
+            )
 
     def finish_run(
         self, run_id: str, finished_at: datetime, status: str, summary: Mapping[str, Any]

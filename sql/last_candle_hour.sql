@@ -1,0 +1,2 @@
+-- The newest stored candle's open time (UTC).
+SELECT max(open_time) FROM candles;
