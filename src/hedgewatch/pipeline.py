@@ -7,6 +7,7 @@ Each step is a plain function over a `Store` and the settings; the Prefect flow 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence

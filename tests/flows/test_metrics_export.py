@@ -16,7 +16,7 @@ from hedgewatch.cli import app
 from hedgewatch.demo import write_demo_config
 from hedgewatch.metrics_export import serve
 from hedgewatch.settings import Settings, load_settings
-from hedgewatch.storage.store import Store
+from hedgewatch.storage.store import Store, reader_path
 
 
 @pytest.fixture()
@@ -146,14 +146,15 @@ def test_a_scrape_while_another_process_writes_serves_the_last_values_and_says_s
     try:
         first = _samples(httpx.get(url, timeout=30).text)
         assert first[("hedgewatch_exporter_up", ())] == 1
-        # A writer (another process, as an hourly run is) holds the file until told to stop.
+        # Another process holds the file the exporter reads (the read snapshot; the run's own
+        # file is never read) for writing — a DuckDB CLI opened without -readonly — until told.
         writer = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True);"
                 " sys.stdin.read(); con.close()",
-                str(path),
+                str(reader_path(path)),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

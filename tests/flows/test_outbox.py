@@ -102,7 +102,8 @@ def queue(settings: Settings, *events: AlertEvent) -> None:
 
 
 def outbox_rows(settings: Settings) -> list[tuple[Any, ...]]:
-    with Store.open(settings.storage.database, read_only=True) as store:
+    """What the store holds (its own file: a delivery killed mid-send published nothing)."""
+    with Store.open(settings.storage.database, publish=False) as store:
         return store.con.sql(
             "SELECT channel, status, attempts, interrupted, delivered_at IS NOT NULL, last_error"
             " FROM deliveries ORDER BY channel"

@@ -1,4 +1,6 @@
-"""`hedgewatch query` while another process writes: it says so, waits, and retries."""
+"""`hedgewatch query` on a database with no read snapshot yet (no writing command has finished),
+while another process writes it: it says so, waits, and retries. Once a snapshot is published,
+queries read that and never wait (tests/flows/test_read_snapshot.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def hold(database: Path, seconds: float) -> subprocess.Popen[str]:
 
 def test_query_waits_for_a_writer_then_answers(tmp_path: Path) -> None:
     database = tmp_path / "hw.duckdb"
-    with Store.open(database):
+    with Store.open(database, publish=False):
         pass
     writer = hold(database, 1.5)
     result = CliRunner().invoke(
@@ -47,7 +49,7 @@ def test_query_waits_for_a_writer_then_answers(tmp_path: Path) -> None:
 
 def test_query_gives_up_with_exit_3_when_the_writer_stays(tmp_path: Path) -> None:
     database = tmp_path / "hw.duckdb"
-    with Store.open(database):
+    with Store.open(database, publish=False):
         pass
     writer = hold(database, 10)
     try:

@@ -101,6 +101,9 @@ def deliver_outbox(
         else:
             report.delivered += 1
             report.delivered_to.append(item.channel)
+    if queued:  # readers (alerts list, the outbox view) see the outcomes
+        with Store.open(database, timeout_s=timeout_s):
+            pass
     return report
 
 

@@ -146,8 +146,8 @@ def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[s
 
 def load_events(store: Store, keys: Sequence[str]) -> list[AlertEvent]:
     events = []
-    for rule, subject, ts, kind, value, threshold, severity, episode, context in (
-        store.alert_events(keys)
+    for rule, subject, ts, kind, value, threshold, severity, episode, context in store.alert_events(
+        keys
     ):
         events.append(
             AlertEvent(

@@ -752,6 +752,50 @@ class Store:
         (row,) = self.rows("demo_counts")
         return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
+    # -- the outbox: alert states, events and queued notifications -------------------------
+
+    def alert_states(self) -> list[dict[str, Any]]:
+        """Every alert state row, with `evaluated_at`, as dicts."""
+        return self.records("alert_states")
+
+    def save_alert_state(self, values: Mapping[str, Any]) -> None:
+        """Replace one (rule, subject)'s state; `values` names every column of alert_state."""
+        self.run_script("save_alert_state", values)
+
+    def save_alert_event(self, values: Mapping[str, Any]) -> None:
+        """Record one alert event unless its key is recorded already."""
+        self.rows("save_alert_event", values)
+
+    def alert_events(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """(rule, subject, ts, kind, value, threshold, severity, episode, context) by key."""
+        return self.rows("alert_events_by_key", {"keys": list(keys)})
+
+    def queue_delivery(
+        self, key: str, channel: str, event_keys: Sequence[str], run_id: str
+    ) -> None:
+        params = {"key": key, "channel": channel, "event_keys": list(event_keys), "run_id": run_id}
+        self.rows("queue_delivery", params)
+
+    def pending_deliveries(self) -> list[tuple[str, str, list[str], str]]:
+        """(key, channel, event_keys, status) of every notification not yet delivered."""
+        return [(k, c, list(e), st) for k, c, e, st in self.rows("pending_deliveries")]
+
+    @staticmethod
+    def execute_once(
+        target: Path | Lake, name: str, params: Mapping[str, Any], *, timeout_s: float
+    ) -> None:
+        """Run `sql/<name>.sql` on a connection of its own, without migrating or publishing:
+        the outbox's per-notification bookkeeping, committed at once and kept cheap."""
+        if isinstance(target, Lake):
+            store = Store(connect_lake(target, timeout_s=timeout_s), Path("lake"), lake=target)
+        else:
+            store = Store(connect(target, timeout_s=timeout_s), target)
+        con = store.con
+        try:
+            store.atomic(lambda s: s.run_script(name, params))
+        finally:
+            con.close()
+
     # -- alert bookkeeping the CLI reads and writes ---------------------------------------
 
     def muted_episodes(self) -> list[tuple[str, str, int]]:
