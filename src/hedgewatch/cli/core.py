@@ -20,7 +20,6 @@ from hedgewatch.cli.common import (
     OutputFormat,
     WaitNotice,
     _settings,
-    database_path,
     fail,
     format_rows,
     reapply_logging,
@@ -261,7 +260,8 @@ def query(
     path = database if database is not None else _settings(config, secrets=False).storage.target
 
     try:
-        con = open_locked(path, timeout_s=wait, on_wait=WaitNotice(path))
+        notice = WaitNotice(path) if isinstance(path, Path) else None  # a lake never waits
+        con = open_locked(path, timeout_s=wait, on_wait=notice)
     except StoreBusy as exc:
         raise fail(str(exc), 3) from None
     except StoreError as exc:
