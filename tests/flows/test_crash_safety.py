@@ -31,6 +31,17 @@ TRIALS = int(os.environ.get("HEDGEWATCH_CRASH_TRIALS", "15"))
 SEED = 20220512
 NOW = datetime(2022, 5, 12, 18, 5, tzinfo=UTC)  # the LUNA hedge is decoupling: alerts fire
 HISTORY = datetime(2022, 5, 10, tzinfo=UTC)  # under three days: each trial is quick
+LEVEL_RULE = """
+[[alerts.rules]]
+name = "luna-hedge-level"
+kind = "hedge_decoupling"
+subjects = ["luna-vs-btc-perp"]
+window = "24h"
+fire_above = -0.20
+clear_below = -0.45
+for_hours = 2
+channels = ["outbox"]
+"""
 RUNNER = """
 import sys, time
 from hedgewatch.flows.hourly import hourly
@@ -108,7 +119,11 @@ def test_a_run_killed_at_random_points_then_rerun_ends_identical(
         def trial_config(name: str) -> Path:
             workdir = tmp_path / name
             workdir.mkdir()
-            return small_config(workdir, exchange.url, HISTORY)
+            config = small_config(workdir, exchange.url, HISTORY)
+            # The default rules need weeks of history; this level rule fires within the trial's
+            # three days, so the outbox path runs too (the LUNA hedge decouples on 2022-05-12).
+            config.write_text(config.read_text() + LEVEL_RULE)
+            return config
 
         # The uninterrupted run, in a subprocess like the trials: the reference and the clock.
         reference = Runner(trial_config("reference"), env)
