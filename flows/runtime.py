@@ -12,6 +12,7 @@ every flow run against it and stops it (benchmarks/README.md has the measurement
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -197,19 +198,27 @@ async def _serve(deployment: RunnerDeployment) -> None:
     def stop_soon(*_: object) -> None:
         loop.call_soon_threadsafe(stop.set)
 
-    # Runner.start installs its own SIGTERM handler (which cannot await its own stop); ours
-    # replaces it and stops the runner from the loop.
+    # Ours from the start (a signal may come while the deployment registers). Runner.start
+    # installs its own SIGTERM handler, which cannot await the runner's stop: it gets ours.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_soon)
     runner.handle_sigterm = stop_soon  # type: ignore[method-assign]
-    await runner.aadd_deployment(deployment)
-    serving = asyncio.create_task(runner.start(webserver=False))
-    loop.add_signal_handler(signal.SIGINT, stop_soon)
+    serving: asyncio.Task[None] | None = None
     waiting = asyncio.create_task(stop.wait())
     try:
+        await runner.aadd_deployment(deployment)
+        if stop.is_set():
+            return
+        serving = asyncio.create_task(runner.start(webserver=False))
         await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        if not serving.done():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if serving is not None and not serving.done():
             if runner.started:
                 await runner.astop()
-            await serving
+            else:
+                serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
         waiting.cancel()

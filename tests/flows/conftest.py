@@ -15,12 +15,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    """A real local Prefect server (its own test harness) in a throw-away PREFECT_HOME."""
-    from hedgewatch.flows.runtime import quiet_prefect
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real `prefect server` on loopback for the session (its own home), waited for by polling
+    its health endpoint with a generous deadline — never a start-up race on a busy machine."""
+    from hedgewatch.flows.runtime import local_prefect_server, quiet_prefect
 
-    with prefect_test_harness(server_startup_timeout=60), quiet_prefect():
+    home = tmp_path_factory.mktemp("prefect-server")
+    with local_prefect_server(home) as api_url, quiet_prefect(api_url=api_url):
         yield
 
 
