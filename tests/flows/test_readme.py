@@ -44,13 +44,17 @@ def blocks(kind: str) -> list[tuple[str | None, list[str]]]:
 
 
 def command_lines() -> list[str]:
-    return [
-        line.split("  #", 1)[0].strip()
-        for reason, lines in blocks("console")
-        if reason is None
-        for line in lines
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    """The commands of the blocks that run; in a block that shows a `$ ` prompt, only the
+    prompted lines are commands (the rest is their output)."""
+    commands = []
+    for reason, lines in blocks("console"):
+        if reason is not None:
+            continue
+        prompted = [line[2:] for line in lines if line.startswith("$ ")]
+        for line in prompted or lines:
+            if line.strip() and not line.lstrip().startswith("#"):
+                commands.append(line.split("  #", 1)[0].strip())
+    return commands
 
 
 def test_every_console_block_is_run_or_says_why_not() -> None:
