@@ -246,7 +246,7 @@ def publish(settings: Settings, summary: RunSummary) -> RunSummary:
     return summary
 
 
-@flow(name=FLOW_NAME, log_prints=True, on_failure=[on_flow_failure])
+@flow(name=FLOW_NAME, log_prints=True, on_failure=[on_flow_failure], on_crashed=[on_flow_failure])
 def hourly(
     config_path: str | None = None, venues: list[str] | None = None, metrics: bool = True
 ) -> RunSummary:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -416,3 +417,37 @@ def test_secrets_never_reach_logs_database_outbox_or_errors(
     blob = "\n".join(texts)
     assert TOKEN not in blob and PASSWORD not in blob
     assert "500" in blob  # the errors are there, only the secrets are not
+
+
+def test_pipeline_failure_survives_a_full_disk_and_a_crashing_hook(
+    tmp_path: Path, hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+
+    from hedgewatch.outbox import failure
+
+    config = write_config(tmp_path, HOOK_CHANNEL, ["hook"])
+    settings = settings_for(config, TEST_HOOK_URL=hook.url)
+
+    def disk_full(*args: Any, **kwargs: Any) -> Any:
+        raise duckdb.IOException("IO Error: could not write file: No space left on device")
+
+    monkeypatch.setattr(failure.Store, "open", disk_full)
+    report = notify_pipeline_failure(
+        settings,
+        flow="hedgewatch-hourly",
+        run_id="run-disk",
+        started_at=datetime(2026, 1, 1, 12, 5, tzinfo=UTC),
+        error="IOException: No space left on device",
+    )
+    assert report.delivered >= 1 and report.failed == 0
+    [(_, body)] = hook.received
+    assert "No space left on device" in body["text"]
+
+    # The Prefect hook (on_failure and on_crashed) never raises, whatever breaks inside it.
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the failure path broke too")
+
+    monkeypatch.setattr(failure, "report_failure", broken)
+    run = SimpleNamespace(parameters={"config_path": str(config)}, name="r", id="x")
+    failure.on_flow_failure(SimpleNamespace(name="hedgewatch-hourly"), run, SimpleNamespace())

@@ -23,7 +23,7 @@ from hedgewatch.outbox.channels import redact
 from hedgewatch.outbox.deliver import DeliveryReport, deliver_outbox, send_with_retries
 from hedgewatch.outbox.queue import Pending, queue_events
 from hedgewatch.settings import ConfigError, Settings, load_settings, resolve_config, utc_now
-from hedgewatch.storage.store import Store, StoreError
+from hedgewatch.storage.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,16 @@ def notify_pipeline_failure(
             settings.storage.database, timeout_s=settings.storage.lock_timeout_s
         ) as store:
             queue_events(store, settings, [event], run_id, {rule.name: rule})
-    except StoreError as exc:
+    except Exception as exc:  # StoreError, a full disk, a broken file: whatever failed the run
         # The run may have failed because of the database itself: send directly (same key, so a
         # receiver can still drop a duplicate), and say the outbox could not record it.
         log.warning("pipeline failure not recorded in the outbox (%s); sending directly", exc)
         return send_directly(settings, rule, event, sleep)
-    return deliver_outbox(settings, sleep=sleep)
+    try:
+        return deliver_outbox(settings, sleep=sleep)
+    except Exception as exc:
+        log.warning("outbox delivery failed (%s); sending the failure alert directly", exc)
+        return send_directly(settings, rule, event, sleep)
 
 
 def send_directly(
@@ -116,7 +120,14 @@ def report_failure(
 
 
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Prefect `on_failure` hook of the hourly flow."""
+    """Prefect `on_failure` and `on_crashed` hook of the hourly flow; never raises."""
+    try:
+        _on_flow_failure(flow, flow_run, state)
+    except Exception:
+        log.exception("pipeline-failure alert for run %s could not be sent", flow_run.name)
+
+
+def _on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     config_path = resolve_config((flow_run.parameters or {}).get("config_path"))
     try:
         settings = load_settings(config_path)
