@@ -35,7 +35,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "storage"))
 
-from hedgewatch.replay.exchange import load_candle_files  # noqa: E402
+from hedgewatch.replay.data import load_candle_files  # noqa: E402
 
 from hedgewatch import pipeline  # noqa: E402
 from hedgewatch.fetching import VenueFetch  # noqa: E402
@@ -76,7 +76,7 @@ def history_config(workdir: Path) -> Path:
 
 def bench_backfill(workdir: Path) -> dict[str, Any]:
     from hedgewatch.flows.backfill import run_backfill
-    from hedgewatch.replay.exchange import ReplayExchange
+    from hedgewatch.replay import ReplayExchange
 
     from hedgewatch.demo import write_demo_config
 
