@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
 from hedgewatch.alerts.chart import line_chart_png
 from hedgewatch.alerts.state import AlertEvent
-from jinja2.sandbox import SandboxedEnvironment
 
 ChannelKind = Literal["email", "slack", "file", "webhook", "pagerduty"]
 # Body templates of the webhook channel's ready presets (a user's `template` replaces them).

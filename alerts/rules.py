@@ -29,8 +29,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import polars as pl
-from hedgewatch.transforms.significance import fisher_ci
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hedgewatch.transforms.significance import fisher_ci
 
 RuleKind = Literal[
     "hedge_decoupling",

@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hedgewatch.flows.backfill import run_backfill  # noqa: E402
-
 from hedgewatch.replay import ReplayExchange, load_candle_files  # noqa: E402
 from hedgewatch.settings import Settings  # noqa: E402
 from hedgewatch.venues import make_exchange  # noqa: E402

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import polars as pl
+
 from hedgewatch.transforms.correlation import rolling_correlation_all
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,8 +31,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import import_shared  # noqa: E402
-from hedgewatch.transforms.hedgelab import run_policies  # noqa: E402
-from hedgewatch.transforms.hedgelab.reference import reference_run  # noqa: E402
 
 from hedgewatch.hedgelab import (  # noqa: E402
     backtest_many,
@@ -47,6 +45,8 @@ from hedgewatch.hedgelab import (  # noqa: E402
 from hedgewatch.replay import load_funding_files  # noqa: E402
 from hedgewatch.settings import load_settings  # noqa: E402
 from hedgewatch.storage.store import Store  # noqa: E402
+from hedgewatch.transforms.hedgelab import run_policies  # noqa: E402
+from hedgewatch.transforms.hedgelab.reference import reference_run  # noqa: E402
 
 START = datetime(2021, 12, 1, tzinfo=UTC)
 END = datetime(2023, 11, 30, tzinfo=UTC)

@@ -109,12 +109,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hedgewatch-bench-"))
     os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
 
-    from hedgewatch.flows.hourly import hourly
-    from hedgewatch.flows.runtime import quiet_prefect
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
     from hedgewatch.demo import demo_data_dir
+    from hedgewatch.flows.hourly import hourly
+    from hedgewatch.flows.runtime import quiet_prefect
     from hedgewatch.replay import ReplayExchange, load_candle_files, load_funding_files
 
     data = demo_data_dir()

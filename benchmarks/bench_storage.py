@@ -35,10 +35,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "storage"))
 
-from hedgewatch.replay.data import load_candle_files  # noqa: E402
-
 from hedgewatch import pipeline  # noqa: E402
 from hedgewatch.fetching import VenueFetch  # noqa: E402
+from hedgewatch.replay.data import load_candle_files  # noqa: E402
 from hedgewatch.settings import load_settings  # noqa: E402
 from hedgewatch.storage.store import Lake, Store, StoreBusy, snapshot_path  # noqa: E402
 
@@ -75,10 +74,9 @@ def history_config(workdir: Path) -> Path:
 
 
 def bench_backfill(workdir: Path) -> dict[str, Any]:
+    from hedgewatch.demo import write_demo_config
     from hedgewatch.flows.backfill import run_backfill
     from hedgewatch.replay import ReplayExchange
-
-    from hedgewatch.demo import write_demo_config
 
     start, end = datetime(2022, 1, 1, tzinfo=UTC), datetime(2022, 5, 1, tzinfo=UTC)
     candles = shared_candles().filter(

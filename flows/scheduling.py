@@ -27,8 +27,9 @@ def venue_tags(settings: Settings) -> list[str]:
 
 def build_deployment(settings: Settings, config_path: Path) -> RunnerDeployment:
     """The hourly deployment for `config_path`, scheduled by `[schedule]`."""
-    from hedgewatch.flows.hourly import hourly
     from prefect.schedules import Cron
+
+    from hedgewatch.flows.hourly import hourly
 
     schedule = settings.schedule
     return hourly.with_options(timeout_seconds=schedule.run_timeout_s).to_deployment(  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from hedgewatch.transforms._time import (
     OPEN_TIME,
     TIME_DTYPE,

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+
 from hedgewatch.transforms.correlation import (
     MIN_STD,
     RELATIVE_VARIANCE_FLOOR,

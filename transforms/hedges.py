@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from hedgewatch.transforms._time import OPEN_TIME, check_since, hour_index
 from hedgewatch.transforms.correlation import check_window, pair_moments
 from hedgewatch.transforms.market import robust_baseline, robust_z

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import polars as pl
+
 from hedgewatch.transforms._time import (
     OPEN_TIME,
     TIME_DTYPE,

@@ -12,6 +12,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from hedgewatch.transforms.correlation import (
     MIN_STD,
     RELATIVE_VARIANCE_FLOOR,

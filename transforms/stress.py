@@ -10,6 +10,7 @@ from itertools import combinations
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
 from hedgewatch.transforms._time import OPEN_TIME, check_since, hour_index, utc_open_time
 from hedgewatch.transforms.correlation import (
     MIN_STD,

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
 from hedgewatch.alerts.render import render
 from hedgewatch.alerts.state import AlertEvent
-
 from hedgewatch.outbox.channels import DeliveryError, SmtpChannel, WebhookChannel, deliver
 
 TS = datetime(2022, 5, 11, 1, tzinfo=UTC)

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from hedgewatch.alerts.render import Rendered, render
-from hedgewatch.alerts.state import AlertEvent
 from pydantic import TypeAdapter, ValidationError
 
+from hedgewatch.alerts.render import Rendered, render
+from hedgewatch.alerts.state import AlertEvent
 from hedgewatch.outbox.channels import (
     ChannelSettings,
     DeliveryError,

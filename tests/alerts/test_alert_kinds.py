@@ -8,10 +8,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from pydantic import ValidationError
+
 from hedgewatch.alerts.render import render, sparkline
 from hedgewatch.alerts.rules import Observation, Rule, observe
 from hedgewatch.alerts.state import AlertState, advance, pipeline_failure_event
-from pydantic import ValidationError
 
 T0 = datetime(2022, 5, 9, 0, tzinfo=UTC)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import hedgewatch.alerts as alerts
 import pytest
+
+import hedgewatch.alerts as alerts
 
 FORBIDDEN = {"httpx", "duckdb", "prefect", "smtplib", "os", "socket", "time"}
 SHELL = ("hedgewatch.flows", "hedgewatch.storage", "hedgewatch.venues", "hedgewatch.outbox")

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hedgewatch.alerts.state import AlertEvent
 from pydantic import SecretStr, ValidationError
 
+from hedgewatch.alerts.state import AlertEvent
 from hedgewatch.outbox.channels import DeliveryError, PagerDutyChannel, WebhookChannel
 from hedgewatch.outbox.deliver import send
 from hedgewatch.outbox.queue import Pending

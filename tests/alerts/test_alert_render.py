@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hedgewatch.alerts.render import RenderError, escape_mrkdwn, render
 from hedgewatch.alerts.state import AlertEvent
 

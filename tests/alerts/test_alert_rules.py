@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
-from hedgewatch.alerts.rules import Rule, observe, parse_window
 from pydantic import ValidationError
+
+from hedgewatch.alerts.rules import Rule, observe, parse_window
 
 T0 = datetime(2024, 8, 5, 0, tzinfo=UTC)
 HEDGE_SCHEMA: dict[str, pl.DataType] = {

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from hedgewatch.alerts.rules import Observation, Rule
 from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hedgewatch.alerts.chart import line_chart_png
 from hedgewatch.alerts.render import render
 from hedgewatch.alerts.state import AlertEvent
-
 from hedgewatch.outbox.channels import SmtpChannel, build_email
 
 TS = datetime(2024, 8, 5, 14, tzinfo=UTC)

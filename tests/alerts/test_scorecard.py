@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from hedgewatch.alerts.rules import Rule
 from hedgewatch.alerts.scorecard import (
     EventsFileError,

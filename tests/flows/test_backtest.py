@@ -272,7 +272,6 @@ def test_a_missing_row_is_an_hour_without_data_as_in_the_hourly_run() -> None:
     from datetime import UTC, timedelta
 
     from hedgewatch.alerts.rules import Rule
-
     from hedgewatch.backtest import History, observations, walk
     from hedgewatch.settings import load_settings
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hedgewatch.alerts.rules import Observation, Rule
-from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from hedgewatch.alerts.rules import Observation, Rule
+from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 from hedgewatch.backtest import walk
 
 T0 = datetime(2022, 1, 1, tzinfo=UTC)

@@ -12,10 +12,10 @@ from typing import Any
 import polars as pl
 import pytest
 import tomli_w
-from hedgewatch.flows.backfill import run_backfill
 from typer.testing import CliRunner
 
 from hedgewatch.cli import app
+from hedgewatch.flows.backfill import run_backfill
 from hedgewatch.replay import Fault, ReplayExchange, load_candle_files, make_replay
 from hedgewatch.settings import load_settings
 from hedgewatch.storage.store import Store

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hedgewatch.flows.hourly import hourly
 
+from hedgewatch.flows.hourly import hourly
 from hedgewatch.replay import ReplayExchange
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hedgewatch.flows.hourly import hourly
 
+from hedgewatch.flows.hourly import hourly
 from hedgewatch.replay import ReplayExchange
 from hedgewatch.storage.store import Store
 

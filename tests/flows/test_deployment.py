@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hedgewatch.flows.runtime import QUIET_SERVER_ENV, local_prefect_server, stop_process
 
+from hedgewatch.flows.runtime import QUIET_SERVER_ENV, local_prefect_server, stop_process
 from hedgewatch.replay import ReplayExchange
 from hedgewatch.storage.store import Store
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hedgewatch.alerts.state import AlertEvent
 from typer.testing import CliRunner
 
+from hedgewatch.alerts.state import AlertEvent
 from hedgewatch.cli import app
 from hedgewatch.hedgelab import attach_rebalance
 from hedgewatch.replay import load_candle_files, load_funding_files

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import tomli_w
-from hedgewatch.flows.hourly import hourly
 
 from hedgewatch.demo import demo_data_dir, write_demo_config
+from hedgewatch.flows.hourly import hourly
 from hedgewatch.replay import Fault, ReplayExchange, load_candle_files, load_funding_files
 from hedgewatch.storage.store import Store
 

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hedgewatch.alerts.state import AlertEvent
 from typer.testing import CliRunner
 
+from hedgewatch.alerts.state import AlertEvent
 from hedgewatch.cli import app
 from hedgewatch.outbox.deliver import deliver_outbox
 from hedgewatch.outbox.failure import notify_pipeline_failure

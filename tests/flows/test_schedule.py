@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hedgewatch.flows.scheduling import FLOW_NAME, build_deployment, ensure_venue_limits
 
+from hedgewatch.flows.scheduling import FLOW_NAME, build_deployment, ensure_venue_limits
 from hedgewatch.settings import ConfigError, ScheduleSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,9 +148,9 @@ def test_serve_rejects_a_bad_cron_and_needs_a_prefect_server(
 
 
 def test_only_database_steps_retry_and_only_when_the_file_was_busy() -> None:
-    from hedgewatch.flows import hourly
     from prefect.states import Failed
 
+    from hedgewatch.flows import hourly
     from hedgewatch.storage.store import StoreBusy, StoreError
 
     assert hourly.retry_when_busy(None, None, Failed(data=StoreBusy("held by another process")))

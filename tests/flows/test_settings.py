@@ -3,9 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hedgewatch.alerts.rules import parse_window
 from typer.testing import CliRunner
 
+from hedgewatch.alerts.rules import parse_window
 from hedgewatch.cli import app
 from hedgewatch.settings import ConfigError, load_settings
 

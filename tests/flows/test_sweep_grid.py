@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hedgewatch.alerts.rules import Rule
 
+from hedgewatch.alerts.rules import Rule
 from hedgewatch.sweep import Axis, GridError, check_axes, grid_rules, parse_sweep
 
 RULES = [

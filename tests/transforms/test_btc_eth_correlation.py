@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from hedgewatch.transforms.correlation import rolling_correlation
 from hedgewatch.transforms.returns import to_log_returns, to_wide
 

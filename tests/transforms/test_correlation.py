@@ -6,15 +6,16 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
 from hedgewatch.transforms.correlation import (
     history_start,
     rolling_correlation,
     rolling_correlation_pairs,
 )
 from hedgewatch.transforms.returns import to_log_returns, to_wide
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from polars.testing import assert_frame_equal
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import spearmanr
+
 from hedgewatch.transforms.correlation import rolling_correlation_all, rolling_correlation_pairs
 from hedgewatch.transforms.ewma import ANCHOR_HALFLIVES, ewma_correlation_pairs
 from hedgewatch.transforms.returns import to_log_returns, to_wide
 from hedgewatch.transforms.spearman import average_ranks, rolling_spearman_pairs
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from scipy.stats import spearmanr
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)

@@ -5,6 +5,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hedgewatch.transforms.hedgelab import (
     CostModel,
     FeeSchedule,
@@ -29,8 +32,6 @@ from hedgewatch.transforms.hedgelab import (
 )
 from hedgewatch.transforms.hedgelab.reference import reference_run
 from hedgewatch.transforms.hedgelab.scenarios import shocked_correlation
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def costs(taker_bps: float = 10.0, impact: float = 0.0, perp: bool = False, vol_hours: int = 24):

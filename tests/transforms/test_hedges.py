@@ -5,10 +5,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-from hedgewatch.transforms.hedges import HEDGE_COLUMNS, HedgeSpec, hedge_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+
+from hedgewatch.transforms.hedges import HEDGE_COLUMNS, HedgeSpec, hedge_metrics
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 

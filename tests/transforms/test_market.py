@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-from hedgewatch.transforms.hedges import HedgeSpec, hedge_metrics
-from hedgewatch.transforms.market import STRESS_COLUMNS, basket_stress, robust_baseline
-from hedgewatch.transforms.stress import BasketSpec, basket_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+
+from hedgewatch.transforms.hedges import HedgeSpec, hedge_metrics
+from hedgewatch.transforms.market import STRESS_COLUMNS, basket_stress, robust_baseline
+from hedgewatch.transforms.stress import BasketSpec, basket_metrics
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)  # a UTC midnight: rows 0, 24, 48 ... start days
 

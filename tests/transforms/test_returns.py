@@ -6,10 +6,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
-from hedgewatch.transforms.returns import to_log_returns, to_wide
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+
+from hedgewatch.transforms.returns import to_log_returns, to_wide
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 

@@ -4,14 +4,15 @@ import math
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hedgewatch.transforms.significance import (
     fisher_ci,
     fisher_ci_exprs,
     fisher_z_test,
     fisher_z_test_expr,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_interval_is_tanh_of_atanh_plus_minus_z_standard_errors() -> None:

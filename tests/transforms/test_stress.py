@@ -6,11 +6,12 @@ from itertools import combinations
 import numpy as np
 import polars as pl
 import pytest
-from hedgewatch.transforms.correlation import rolling_correlation
-from hedgewatch.transforms.stress import BASKET_COLUMNS, BasketSpec, basket_metrics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+
+from hedgewatch.transforms.correlation import rolling_correlation
+from hedgewatch.transforms.stress import BASKET_COLUMNS, BasketSpec, basket_metrics
 
 T0 = datetime(2022, 5, 1, tzinfo=UTC)
 
