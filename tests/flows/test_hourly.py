@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 import tomli_w
 
 from hedgewatch.demo import demo_data_dir, write_demo_config
+from hedgewatch.fetching import OVERLAP
 from hedgewatch.flows.hourly import hourly
 from hedgewatch.replay import Fault, ReplayExchange, load_candle_files, load_funding_files
 from hedgewatch.storage.store import Store
@@ -91,7 +92,8 @@ def test_hourly_flow_fetches_computes_alerts_and_delivers(
 
     assert first.status == second.status == "ok"
     assert first.fetched["candles"] > 4000  # backfill from history_start
-    assert second.fetched["candles"] == 12 * 36  # 12 series, 36 new hours each
+    # 12 series, 36 new hours each, plus the last hours every run re-reads for late corrections.
+    assert second.fetched["candles"] == 12 * (36 + OVERLAP // timedelta(hours=1))
     fired = {
         (a["rule"], a["subject"]) for a in first.alerts + second.alerts if a["kind"] == "firing"
     }
@@ -138,7 +140,8 @@ def test_rerunning_the_same_hour_changes_nothing_and_sends_nothing(
         before = snapshot(tmp_path / "hedgewatch.duckdb")
         posts = len(webhook.payloads)
         again = hourly(config_path=str(config))
-    assert again.fetched == {"candles": 0, "funding": 0}
+    # Only the overlap every run re-reads comes back, and it changes nothing.
+    assert again.fetched == {"candles": 12 * (OVERLAP // timedelta(hours=1)), "funding": 0}
     assert again.alerts == []
     assert snapshot(tmp_path / "hedgewatch.duckdb") == before
     assert len(webhook.payloads) == posts
