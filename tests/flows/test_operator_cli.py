@@ -88,10 +88,20 @@ def test_exit_codes_ok_partial_usage_busy_failure(
     code, _, err = invoke("run", "-c", str(config))  # the channel's secret is not set
     assert code == 2 and "HW_TEST_UNSET_WEBHOOK_URL is not set" in err
 
+    # A writer holding the database never blocks a query: it reads the published snapshot.
     database = tmp_path / "hedgewatch.duckdb"
     holder = hold_database(database)
     try:
         code, _, err = invoke("query", "-d", str(database), "--wait", "0.5", "select 1")
+        assert code == 0, err
+    finally:
+        holder.kill()
+        holder.wait()
+    # A database with no snapshot yet is read directly: held by a writer, it is busy (exit 3).
+    fresh = tmp_path / "fresh.duckdb"
+    holder = hold_database(fresh)
+    try:
+        code, _, err = invoke("query", "-d", str(fresh), "--wait", "0.5", "select 1")
         assert code == 3 and "another hedgewatch process" in err
     finally:
         holder.kill()
