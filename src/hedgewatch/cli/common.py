@@ -88,6 +88,15 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def parse_time(value: str, option: str) -> datetime:
+    """ISO 8601 date or time for `option`; without a zone it is UTC. Bad input exits 2."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise fail(f"{option}: not an ISO 8601 date or time: {value!r}", 2) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _settings(config: Path, *, secrets: bool = True) -> Settings:
     """The validated config; `secrets=False` for commands that never send (no secret is read)."""
     from hedgewatch.settings import load_settings

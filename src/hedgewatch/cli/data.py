@@ -17,17 +17,8 @@ from hedgewatch.cli.common import (
     database_path,
     fail,
     format_rows,
+    parse_time,
 )
-
-
-def parse_time(value: str, option: str) -> datetime:
-    """ISO 8601 date or time; without a zone it is UTC."""
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise fail(f"{option}: not an ISO 8601 date or time: {value!r}", 2) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
 
 app = typer.Typer()
 

@@ -12,8 +12,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hedgewatch.cli.common import DEFAULT_CONFIG, ConfigOption, _json_default, _settings, fail
-from hedgewatch.cli.data import parse_time
+from hedgewatch.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    _json_default,
+    _settings,
+    fail,
+    parse_time,
+)
 
 if TYPE_CHECKING:
     from hedgewatch.settings import ScenarioSettings, Settings
