@@ -409,7 +409,9 @@ class Store:
     def query(self, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """The rows of the one-statement query in `sql/<name>.sql`."""
         (statement,) = split_statements(load_sql(name))
-        return self.con.sql(statement, params=_bind(statement, params)).pl()
+        # execute(), not sql(): a relation built with parameters is materialised and then
+        # converted value by value, 50x slower on a million rows (DuckDB 1.5).
+        return self.con.execute(statement, _bind(statement, params)).pl()
 
     def rows(self, name: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """The rows (tuples) of the one-statement query or write in `sql/<name>.sql`."""
@@ -654,8 +656,8 @@ class Store:
     def metrics_since(self, table: str, since: datetime) -> pl.DataFrame:
         if table not in {"hedge_metrics", "basket_metrics", "pair_correlations"}:
             raise ValueError(f"unknown metrics table {table!r}")
-        return self.con.sql(
-            f"SELECT * FROM {table} WHERE open_time >= $since ORDER BY ALL", params={"since": since}
+        return self.con.execute(
+            f"SELECT * FROM {table} WHERE open_time >= $since ORDER BY ALL", {"since": since}
         ).pl()
 
     def latest_metric_hour(self) -> datetime | None:
