@@ -16,8 +16,11 @@ SELECT s.rule, s.subject, s.status,
            AS silenced_until
 FROM alert_state AS s;
 
--- The outbox, one row per notification and channel, with its delivery bookkeeping.
+-- The outbox, one row per notification and channel, with its delivery bookkeeping: the runs that
+-- tried it, its sends that went out unanswered, and when and why it was given up ('dead').
 CREATE OR REPLACE VIEW outbox AS
 SELECT key, channel, coalesce(status, 'queued') AS status, len(event_keys) AS events,
-       attempts, interrupted, last_error, sending_since, delivered_at, created_run
+       attempts, coalesce(runs, 0) AS runs, interrupted, coalesce(uncertain, 0) AS uncertain,
+       last_error, sending_since, delivered_at, dead_at, dead_reason, dead_reported_at,
+       created_run
 FROM deliveries;

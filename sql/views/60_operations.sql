@@ -20,10 +20,13 @@ ORDER BY started_at DESC;
 
 -- The outbox as people ask about it: one row per notification and channel, with its state.
 CREATE OR REPLACE VIEW delivery_status AS
+-- 'dead': given up after `alerts.delivery_max_runs` runs (`hedgewatch outbox requeue` retries it).
 SELECT key, channel,
        CASE WHEN delivered_at IS NOT NULL THEN 'delivered'
+            WHEN status = 'dead' THEN 'dead'
             WHEN attempts = 0 THEN 'queued'
             ELSE 'retrying' END AS state,
        len(event_keys) AS events,
-       attempts, last_error, delivered_at, created_run
+       attempts, coalesce(runs, 0) AS runs,
+       coalesce(dead_reason, last_error) AS last_error, delivered_at, created_run
 FROM deliveries;

@@ -39,6 +39,7 @@ SecretLoader = Callable[[str], str]
 MAX_DAYS = 20 * 366
 MAX_HOURS = 366 * 24
 MAX_TIMEOUT_S = 3600.0
+MAX_DELIVERY_RUNS = 24 * 31  # a month of hourly runs
 
 
 class ConfigError(Exception):
@@ -299,6 +300,11 @@ class AlertSettings(_Model):
     # Delivery: attempts per notification within one run, and the first backoff between them.
     delivery_attempts: int = Field(default=3, ge=1, le=10)
     delivery_backoff_s: float = Field(default=1.0, ge=0, le=MAX_TIMEOUT_S)
+    # Runs a notification is tried before it is given up ('dead', reported once): a day hourly.
+    delivery_max_runs: int = Field(default=24, ge=1, le=MAX_DELIVERY_RUNS)
+    # A channel that cannot drop a duplicate (Slack, Discord, Telegram, a templated webhook) gets
+    # a send that went out unanswered once more, no sooner than this after it.
+    delivery_uncertain_delay_s: float = Field(default=1800.0, ge=0, le=24 * 3600)
     rules: list[Rule] = []
     silences: list[SilenceSettings] = []
 

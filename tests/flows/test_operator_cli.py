@@ -167,7 +167,7 @@ def test_status_shows_runs_staleness_firing_and_queued(config: Path, tmp_path: P
     assert run_with_secret(config)[0] == 0
     code, out, err = invoke("status", "-c", str(config))
     assert code == 0, err
-    for title in ("Last runs:", "Staleness", "Firing alerts:", "Queued deliveries:"):
+    for title in ("Last runs:", "Staleness", "Firing alerts:", "Undelivered notifications"):
         assert title in out
     code, out, err = invoke("status", "-d", str(tmp_path / "hedgewatch.duckdb"), "-f", "json")
     assert code == 0, err

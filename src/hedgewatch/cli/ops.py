@@ -1,5 +1,5 @@
-"""Operations commands: `serve` (the hourly schedule), `status`, `metrics` (Prometheus),
-`export` (Parquet) and `report` (HTML)."""
+"""Operations commands: `serve` (the hourly schedule), `status`, `outbox list|requeue`,
+`metrics` (Prometheus), `export` (Parquet) and `report` (HTML)."""
 
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ STATUS_TITLES = {
     "runs": "Last runs",
     "staleness": "Staleness (hours since each series' newest candle closed)",
     "firing": "Firing alerts",
-    "queued": "Queued deliveries",
+    "queued": "Undelivered notifications (queued, retrying, dead)",
 }
 
 
@@ -235,7 +235,8 @@ def status(
     runs: Annotated[int, typer.Option(min=1, max=1000, help="How many runs to list.")] = 5,
     wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
 ) -> None:
-    """At a glance: the last runs, how stale each series is, firing alerts, queued deliveries."""
+    """At a glance: the last runs, how stale each series is, firing alerts, undelivered
+    notifications (dead ones too)."""
     from datetime import UTC, datetime
 
     from hedgewatch.storage.store import Store, StoreBusy, StoreError
@@ -270,3 +271,83 @@ def status(
         typer.echo(
             format_rows(frame.columns, frame.rows(), OutputFormat.table, footer=False), nl=False
         )
+
+
+outbox_app = typer.Typer(
+    help="The outbox: list notifications, requeue those given up (dead).", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
+
+
+class OutboxState(StrEnum):
+    undelivered = "undelivered"
+    dead = "dead"
+    all = "all"
+
+
+@outbox_app.command("list")
+def outbox_list(
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    state: Annotated[
+        OutboxState, typer.Option(help="undelivered (queued, retrying, dead), dead, or all.")
+    ] = OutboxState.undelivered,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """One row per notification and channel: state, attempts, runs, and the last error (for a
+    dead one, why it was given up)."""
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    path = database_path(config, database)
+    try:
+        with Store.open(path, read_only=True, timeout_s=wait) as store:
+            frame = store.outbox_rows(state.value)
+    except StoreBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    typer.echo(format_rows(frame.columns, frame.rows(), fmt), nl=False)
+
+
+@outbox_app.command("requeue")
+def outbox_requeue(
+    keys: Annotated[
+        list[str] | None,
+        typer.Argument(help="Keys of dead notifications (or the ref a message shows)."),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every dead notification.")] = False,
+    channel: Annotated[str | None, typer.Option(help="Only this channel's.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    database: Annotated[
+        Path | None, typer.Option("--database", "-d", help="DuckDB file (overrides the config).")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait while a run holds the file.")] = 30.0,
+) -> None:
+    """Put dead notifications back in the queue: the next run sends them, with a fresh budget of
+    `alerts.delivery_max_runs` runs."""
+    from hedgewatch.storage.store import Store, StoreBusy, StoreError
+
+    names = keys or []
+    if not names and not every:
+        raise fail("outbox requeue: name the notifications (KEY...) or give --all", EXIT_USAGE)
+    if names and every:
+        raise fail("outbox requeue: give KEY... or --all, not both", EXIT_USAGE)
+    path = database_path(config, database)
+    try:
+        with Store.open(path, timeout_s=wait) as store:
+            requeued = store.requeue_dead(names, channel=channel, every=every)
+    except StoreBusy as exc:
+        raise fail(str(exc), EXIT_BUSY) from None
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    found = {key for key, _ in requeued} | {key.rsplit("|", 1)[0] for key, _ in requeued}
+    missing = [name for name in names if name not in found]
+    for key, name in requeued:
+        typer.echo(f"requeued {key} ({name})")
+    if missing:
+        raise fail(f"not a dead notification: {', '.join(missing)}", EXIT_USAGE)
+    if not requeued:
+        typer.echo("no dead notification to requeue")

@@ -4,8 +4,9 @@ The hourly flow's `on_failure` hook builds the pipeline-failure event of `alerts
 in the outbox exactly once per run (same idempotency key) and delivers it, to the channels of the
 config's `pipeline_failure` rule (`failure_rule`), else to every channel as critical. The database
 may be what broke, though: when it cannot be opened the event is rendered and sent directly
-(`send_directly`, the only path that bypasses the outbox). The error text is redacted of every
-channel secret before it is stored or sent.
+(`deliver.send_directly`, the only path that bypasses the outbox; it also carries the report of
+the notifications the outbox gave up). The error text is redacted of every channel secret before
+it is stored or sent.
 """
 
 from __future__ import annotations
@@ -16,29 +17,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from hedgewatch.alerts.rules import Rule
-from hedgewatch.alerts.state import PIPELINE_FAILURE_RULE, AlertEvent, pipeline_failure_event
+from hedgewatch.alerts.state import pipeline_failure_event
 from hedgewatch.channel_config import secret_values
 from hedgewatch.outbox.channels import redact
-from hedgewatch.outbox.deliver import DeliveryReport, deliver_outbox, send_with_retries
-from hedgewatch.outbox.queue import Pending, queue_events
+from hedgewatch.outbox.deliver import DeliveryReport, deliver_outbox, failure_rule, send_directly
+from hedgewatch.outbox.queue import queue_events
 from hedgewatch.settings import ConfigError, Settings, load_settings, resolve_config, utc_now
 from hedgewatch.storage.store import Store
 
 log = logging.getLogger(__name__)
-
-
-def failure_rule(settings: Settings) -> Rule:
-    """The config's `pipeline_failure` rule, else a critical one sending to every channel."""
-    rule = next((r for r in settings.alerts.rules if r.kind == "pipeline_failure"), None)
-    if rule is not None:
-        return rule
-    return Rule(
-        name=PIPELINE_FAILURE_RULE,
-        kind="pipeline_failure",
-        severity="critical",
-        channels=sorted(settings.channels),
-    )
 
 
 def notify_pipeline_failure(
@@ -78,31 +65,6 @@ def notify_pipeline_failure(
     except Exception as exc:
         log.warning("outbox delivery failed (%s); sending the failure alert directly", exc)
         return send_directly(settings, rule, event, sleep)
-
-
-def send_directly(
-    settings: Settings,
-    rule: Rule,
-    event: AlertEvent,
-    sleep: Callable[[float], None] = time.sleep,
-) -> DeliveryReport:
-    """Render and send `event` to `rule`'s channels without the database; never raises."""
-    report = DeliveryReport()
-    title = f"hedgewatch pipeline failure: {event.subject}"
-    for name in rule.channels:
-        channel = settings.channels.get(name)
-        if channel is None:
-            continue
-        key = f"{event.key}|{name}"
-        error, _ = send_with_retries(Pending(key, name, [event]), channel, settings, sleep, title)
-        if error:
-            report.failed += 1
-            report.errors.append(f"{name}: {error}")
-            log.error("pipeline-failure alert to %s failed: %s", name, error)
-        else:
-            report.delivered += 1
-            report.delivered_to.append(name)
-    return report
 
 
 def report_failure(

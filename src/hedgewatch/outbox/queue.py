@@ -24,12 +24,19 @@ Digest = tuple[str, str, list[str]]  # (delivery key, channel, event keys)
 
 @dataclass(frozen=True)
 class Pending:
-    """One queued notification: its key, channel and events; `interrupted` if a send was cut."""
+    """One queued notification: its key, channel and events; `interrupted` if a send was cut.
+
+    `runs`: delivery runs that tried it so far; `uncertain`: its sends that may have reached the
+    channel without an answer (unanswered or cut short); `sent_at`: when the last send began.
+    """
 
     key: str
     channel: str
     events: list[AlertEvent]
     interrupted: bool = False
+    runs: int = 0
+    uncertain: int = 0
+    sent_at: datetime | None = None
 
 
 def active_silences(store: Store, settings: Settings) -> list[tuple[str, str, datetime]]:
@@ -197,10 +204,18 @@ def queue_events(
 
 
 def pending(store: Store) -> list[Pending]:
-    """Every notification not yet delivered, oldest key first."""
+    """Every notification neither delivered nor given up, oldest key first."""
     return [
-        Pending(key, channel, load_events(store, keys), status == "sending")
-        for key, channel, keys, status in store.pending_deliveries()
+        Pending(
+            row["key"],
+            row["channel"],
+            load_events(store, list(row["event_keys"])),
+            row["status"] == "sending",
+            runs=int(row["runs"]),
+            uncertain=int(row["uncertain"]),
+            sent_at=row["sending_since"],
+        )
+        for row in store.pending_deliveries()
     ]
 
 
@@ -217,7 +232,31 @@ def mark(
     error: str | None,
     tries: int,
     at: datetime,
+    *,
+    uncertain: bool = False,
+    dead_reason: str | None = None,
 ) -> None:
-    """Commit the outcome: `delivered`, or back to `queued` with the (redacted) error."""
-    params = {"key": key, "error": error, "tries": tries, "at": at}
+    """Commit one run's outcome: `delivered`; back to `queued` with the (redacted) error; or
+    `dead` with `dead_reason`. `uncertain`: the last send went out and got no answer."""
+    params = {
+        "key": key,
+        "error": error,
+        "tries": tries,
+        "at": at,
+        "uncertain": uncertain,
+        "dead_reason": dead_reason,
+    }
     Store.execute_once(database, "mark_delivery", params, timeout_s=timeout_s)
+
+
+def bury(database: Path | Lake, timeout_s: float, key: str, reason: str, at: datetime) -> None:
+    """Give a notification up without sending it (status `dead`)."""
+    params = {"key": key, "reason": reason, "at": at}
+    Store.execute_once(database, "bury_delivery", params, timeout_s=timeout_s)
+
+
+def mark_dead_reported(
+    database: Path | Lake, timeout_s: float, keys: Sequence[str], at: datetime
+) -> None:
+    params = {"keys": list(keys), "at": at}
+    Store.execute_once(database, "mark_dead_reported", params, timeout_s=timeout_s)

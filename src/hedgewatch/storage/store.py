@@ -778,9 +778,37 @@ class Store:
         params = {"key": key, "channel": channel, "event_keys": list(event_keys), "run_id": run_id}
         self.rows("queue_delivery", params)
 
-    def pending_deliveries(self) -> list[tuple[str, str, list[str], str]]:
-        """(key, channel, event_keys, status) of every notification not yet delivered."""
-        return [(k, c, list(e), st) for k, c, e, st in self.rows("pending_deliveries")]
+    def pending_deliveries(self) -> list[dict[str, Any]]:
+        """Every notification neither delivered nor dead: key, channel, event_keys, status, runs,
+        uncertain (sends that may have arrived) and sending_since."""
+        return self.records("pending_deliveries")
+
+    def outbox_rows(self, state: str) -> pl.DataFrame:
+        """`hedgewatch outbox list`: notifications in `state` (undelivered, dead or all)."""
+        with query_errors():
+            return self.query("outbox_list", {"state": state})
+
+    def dead_unreported(self) -> list[dict[str, Any]]:
+        """Dead notifications not yet reported: key, channel, runs, attempts, dead_reason."""
+        return self.records("dead_unreported")
+
+    def mark_dead_reported(self, keys: Sequence[str], at: datetime) -> None:
+        self.rows("mark_dead_reported", {"keys": list(keys), "at": at})
+
+    def requeue_dead(
+        self, keys: Sequence[str] = (), *, channel: str | None = None, every: bool = False
+    ) -> list[tuple[str, str]]:
+        """Requeue dead notifications (those named, or every one, optionally of one channel);
+        returns (key, channel) of each requeued."""
+        params = {"keys": list(keys), "channel": channel, "all": every}
+
+        def requeue(store: Store) -> list[tuple[str, str]]:
+            found = [(k, c) for k, c in store.rows("dead_deliveries", params)]
+            for key, _ in found:
+                store.rows("requeue_delivery", {"key": key})
+            return found
+
+        return self.atomic(requeue)
 
     @staticmethod
     def execute_once(
