@@ -62,10 +62,8 @@ def settings_for(url: str, symbols: list[str], database: Path, workers: int) -> 
 
 
 def scaled_spec(budget: int, window_s: float) -> Any:
-    spot = dataclasses.replace(
-        BINANCE.markets["spot"], weight_budget_per_minute=budget, weight_window_s=window_s
-    )
-    return dataclasses.replace(BINANCE, markets={**BINANCE.markets, "spot": spot})
+    spot = dataclasses.replace(BINANCE.limits["spot"], budget=budget, window_s=window_s)
+    return dataclasses.replace(BINANCE, limits={**BINANCE.limits, "spot": spot})
 
 
 def wait_for_window(window_s: float) -> None:

@@ -55,20 +55,6 @@ class BackfillReport:
         return not self.failed
 
 
-def page_size(client: Exchange, market: str) -> int:
-    """Candles per request on `market` (the venue's maximum page)."""
-    spec = getattr(client, "spec", None)
-    markets = getattr(spec, "markets", {})
-    found = markets.get(market)
-    if found is not None:
-        if hasattr(found, "klines_max_limit"):
-            return int(found.klines_max_limit)
-        candles = getattr(found, "candles", None)
-        if candles is not None:
-            return int(candles.max_limit)
-    return int(getattr(client, "page_size", 1000))
-
-
 def split(start: datetime, end: datetime, step: timedelta) -> list[tuple[datetime, datetime]]:
     """[start, end) in consecutive pieces of `step` (the last may be shorter)."""
     pieces = []
@@ -152,10 +138,10 @@ def run_backfill(
     chosen = [v for v in settings.venues if v.enabled and (not venues or v.name in set(venues))]
     clients: dict[str, Exchange] = {v.name: factory(v) for v in chosen}
     try:
-        pages = {
-            (v.name, market): page_size(clients[v.name], market)
-            for v in chosen
-            for market in ("spot", "perp")
+        pages: dict[tuple[str, str], int] = {
+            (inst.venue, inst.market): clients[inst.venue].page_size(inst.market)
+            for inst in settings.instruments
+            if inst.venue in clients
         }
         everything = plan(
             settings, start, end, pages=pages, venues=[v.name for v in chosen], symbols=symbols

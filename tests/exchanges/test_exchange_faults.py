@@ -14,7 +14,7 @@ import pytest
 from hedgewatch.replay import Fault, ReplayExchange
 from hedgewatch.venues import make_exchange
 from hedgewatch.venues.base import Exchange
-from hedgewatch.venues.binance import BINANCE, VenueSpec
+from hedgewatch.venues.binance import BINANCE
 from hedgewatch.venues.errors import (
     BadResponse,
     ExchangeUnavailable,
@@ -23,6 +23,7 @@ from hedgewatch.venues.errors import (
     IPBanned,
     RateLimited,
 )
+from hedgewatch.venues.rest import VenueSpec
 
 H = timedelta(hours=1)
 KLINES = "/api/v3/klines"
@@ -236,9 +237,8 @@ def test_missing_candles_are_not_invented(client: Exchange, replay: ReplayExchan
 def small_budget_spec() -> VenueSpec:
     return dataclasses.replace(
         BINANCE,
-        markets={
-            name: dataclasses.replace(market, weight_budget_per_minute=25)
-            for name, market in BINANCE.markets.items()
+        limits={
+            name: dataclasses.replace(limit, budget=25) for name, limit in BINANCE.limits.items()
         },
     )
 

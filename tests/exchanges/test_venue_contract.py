@@ -27,7 +27,7 @@ def stored(replay: Any, market: str, symbol: str, start: datetime, end: datetime
 
 def reach(case: Any, hours: int) -> datetime:
     """A start `hours` back from the last closed candle, within what the venue serves."""
-    depth = getattr(case.client, "history_bars", None)
+    depth = case.client.history_bars
     if depth is not None:
         hours = min(hours, depth - 1)
     return datetime(2024, 3, 1, 12, tzinfo=UTC) - hours * H

@@ -16,14 +16,14 @@ from hedgewatch.venues.coinbase import COINBASE
 from hedgewatch.venues.errors import BadResponse
 from hedgewatch.venues.kraken import KRAKEN
 from hedgewatch.venues.okx import OKX
-from hedgewatch.venues.rest import RestVenueSpec, dig, parse_funding_rows, parse_rows
+from hedgewatch.venues.rest import VenueSpec, dig, parse_funding_rows, parse_rows
 
 
 def load(raw_api: Path, name: str) -> Any:
     return json.loads((raw_api / name).read_text())
 
 
-def candles(spec: RestVenueSpec, market: str, payload: Any, symbol: str, interval: str) -> Any:
+def candles(spec: VenueSpec, market: str, payload: Any, symbol: str, interval: str) -> Any:
     endpoint = spec.markets[market].candles
     rows = dig(payload, endpoint.rows_path, spec.venue, endpoint.path)
     return parse_rows(
@@ -183,7 +183,7 @@ def test_coinbase_row_order_is_low_high_open_close(raw_api: Path) -> None:
     ],
 )
 def test_http_200_error_envelopes_are_classified(
-    spec: RestVenueSpec, body: dict[str, Any], kind: str
+    spec: VenueSpec, body: dict[str, Any], kind: str
 ) -> None:
     found = spec.envelope.error(body)
     assert found is not None and found[0] == kind
@@ -197,7 +197,7 @@ def test_http_200_error_envelopes_are_classified(
         (KRAKEN, {"error": [], "result": {"XXBTZUSD": [], "last": 0}}),
     ],
 )
-def test_success_envelopes_are_not_errors(spec: RestVenueSpec, body: dict[str, Any]) -> None:
+def test_success_envelopes_are_not_errors(spec: VenueSpec, body: dict[str, Any]) -> None:
     assert spec.envelope.error(body) is None
 
 

@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hedgewatch.importing import CandleFileError, Defaults, read_checked
-from hedgewatch.venues import REST_SPECS, ExchangeError
+from hedgewatch.venues import VENUE_SPECS, ExchangeError
 from hedgewatch.venues.binance import parse_funding, parse_klines
-from hedgewatch.venues.rest import dig, parse_funding_rows, parse_rows
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -59,9 +58,9 @@ def test_binance_parsers(payload: Any) -> None:
     only_our_errors(lambda: parse_funding(payload, venue="v"))
 
 
-@pytest.mark.parametrize("kind", sorted(REST_SPECS))
-def test_rest_venue_parsers(kind: str) -> None:
-    spec = REST_SPECS[kind]
+@pytest.mark.parametrize("kind", sorted(VENUE_SPECS))
+def test_venue_spec_decoders(kind: str) -> None:
+    spec = VENUE_SPECS[kind]
 
     @FUZZ
     @given(payloads)
@@ -70,10 +69,9 @@ def test_rest_venue_parsers(kind: str) -> None:
             endpoint = market.candles
 
             def candles(endpoint: Any = endpoint, market_name: str = market_name) -> None:
-                rows = dig(payload, endpoint.rows_path, "v", endpoint.path)
-                parse_rows(
-                    rows,
-                    endpoint.rows,
+                endpoint.rows.decode(
+                    payload,
+                    endpoint.rows_path,
                     venue="v",
                     market=market_name,
                     symbol="BTCUSDT",
@@ -86,8 +84,7 @@ def test_rest_venue_parsers(kind: str) -> None:
                 funding = market.funding
 
                 def rates(funding: Any = funding) -> None:
-                    rows = dig(payload, funding.rows_path, "v", funding.path)
-                    parse_funding_rows(rows, funding, venue="v", symbol="BTCUSDT")
+                    funding.decode(payload, venue="v", symbol="BTCUSDT")
 
                 only_our_errors(rates)
 

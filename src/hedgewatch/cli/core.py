@@ -339,9 +339,9 @@ def replay_serve(
         if not path.is_file():
             raise fail(f"{path}: no such file", 2)
     clock = None if now is None else _utc_option("--now", now)
-    from hedgewatch.venues import REST_SPECS
+    from hedgewatch.venues import VENUE_SPECS
 
-    served = ("binance", *sorted(REST_SPECS))
+    served = tuple(sorted(VENUE_SPECS))
     if venue not in served:
         raise fail(f"--venue: expected one of {', '.join(served)}", 2)
     try:

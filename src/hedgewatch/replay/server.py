@@ -38,14 +38,16 @@ from hedgewatch.replay.wire import (
     venue_row,
 )
 from hedgewatch.venues.base import datetime_to_ms, interval_ms
-from hedgewatch.venues.binance import BINANCE, MarketSpec, VenueSpec
+from hedgewatch.venues.binance import BINANCE
+from hedgewatch.venues.http import Envelope
 from hedgewatch.venues.rest import (
     CandleEndpoint,
     FundingEndpoint,
-    RestVenueSpec,
+    MarketSpec,
+    Rows,
+    VenueSpec,
     parse_wire_time,
 )
-from hedgewatch.venues.rest import MarketSpec as RestMarketSpec
 
 # The replay's own control endpoint (no venue has a path under /_replay).
 CLOCK_PATH = "/_replay/clock"
@@ -218,12 +220,13 @@ class ReplayExchange:
             self.requests.append(RequestLog(path, params, status, fault.kind if fault else None))
 
     def _route(self, path: str) -> tuple[MarketSpec, str] | None:
-        for market in self._spec.markets.values():
+        for name, market in self._spec.markets.items():
             endpoints = {
-                market.time_path: "time",
-                market.klines_path: "klines",
-                market.funding_path: "funding",
+                self._spec.market_time(name).path: "time",
+                market.candles.path: "klines",
             }
+            if market.funding is not None:
+                endpoints[market.funding.path] = "funding"
             if path in endpoints:
                 return market, endpoints[path]
         return None
@@ -248,14 +251,15 @@ class ReplayExchange:
             return Response(404, {"code": -1, "msg": f"Unknown endpoint {path}."})
         market, endpoint = route
         weight = 1
+        candles = market.candles
         if endpoint == "klines":
-            limit = int_param(params, "limit", 500)
-            if limit is not None and 1 <= limit <= market.klines_max_limit:
-                weight = market.klines_weight(limit)
-        elif endpoint == "funding":
-            weight = market.funding_weight
+            limit = int_param(params, "limit", candles.default_limit or candles.max_limit)
+            if limit is not None and 1 <= limit <= candles.max_limit:
+                weight = candles.weight_for(limit)
+        elif endpoint == "funding" and market.funding is not None:
+            weight = market.funding.weight
         allowed, used, retry_after = self._charge(market, weight)
-        headers = {self._spec.used_weight_header: str(used)}
+        headers = {self._spec.used_weight_header or "X-MBX-USED-WEIGHT-1M": str(used)}
         if fault is not None and fault.kind == "status":
             body = fault.body if fault.body is not None else default_body(fault.code)
             if fault.retry_after is not None:
@@ -275,7 +279,7 @@ class ReplayExchange:
             elif endpoint == "klines":
                 payload = self._klines(market, params, now_ms, fault)
             else:
-                payload = self._funding_rows(params, now_ms)
+                payload = self._funding_rows(market, params, now_ms)
         except ApiError as exc:
             return Response(exc.status, {"code": exc.code, "msg": exc.msg}, headers)
         return Response(200, payload, headers)
@@ -285,9 +289,12 @@ class ReplayExchange:
     ) -> list[list[Any]]:
         symbol = required(params, "symbol")
         interval = required(params, "interval")
-        if interval not in market.intervals:
+        candles = market.candles
+        if interval not in candles.intervals:
             raise ApiError(400, -1120, "Invalid interval.")
-        limit = limit_param(params, default=500, maximum=market.klines_max_limit)
+        limit = limit_param(
+            params, default=candles.default_limit or candles.max_limit, maximum=candles.max_limit
+        )
         start, end = int_param(params, "startTime"), int_param(params, "endTime")
         if (market.market, symbol) not in self._symbols:
             raise ApiError(400, -1121, "Invalid symbol.")
@@ -307,9 +314,15 @@ class ReplayExchange:
         picked = apply_row_faults(picked, fault)
         return [binance_row(series, i, now_ms) for i in picked]
 
-    def _funding_rows(self, params: dict[str, str], now_ms: int) -> list[dict[str, Any]]:
+    def _funding_rows(
+        self, market: MarketSpec, params: dict[str, str], now_ms: int
+    ) -> list[dict[str, Any]]:
+        funding = market.funding
+        assert funding is not None
         symbol = params.get("symbol")
-        limit = limit_param(params, default=100, maximum=1000)
+        limit = limit_param(
+            params, default=funding.default_limit or funding.max_limit, maximum=funding.max_limit
+        )
         start, end = int_param(params, "startTime"), int_param(params, "endTime")
         frame = self._funding.filter(pl.col("ts") <= now_ms)
         if symbol is not None:
@@ -435,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class VenueReplay(ReplayExchange):
-    """The replay exchange speaking a `RestVenueSpec` venue's wire format (Bybit, OKX, Coinbase,
+    """The replay exchange speaking a `VenueSpec` venue's wire format (Bybit, OKX, Coinbase,
     Kraken): its paths and parameter names, time units, exclusive bounds, page limits, row order
     and layout, open-candle marker, success and error envelopes, and rate budgets per endpoint
     group. Same data model, faults and clock as the Binance replay.
@@ -443,7 +456,7 @@ class VenueReplay(ReplayExchange):
 
     def __init__(
         self,
-        spec: RestVenueSpec,
+        spec: VenueSpec,
         candles: pl.DataFrame,
         funding: pl.DataFrame | None = None,
         *,
@@ -465,7 +478,7 @@ class VenueReplay(ReplayExchange):
             port=port,
         )
         self.over_budget = 0
-        self._routes: list[tuple[re.Pattern[str], str, RestMarketSpec, Any]] = []
+        self._routes: list[tuple[re.Pattern[str], str, MarketSpec, Any]] = []
         for market in spec.markets.values():
             endpoint: CandleEndpoint | None = market.candles
             while endpoint is not None:
@@ -507,7 +520,7 @@ class VenueReplay(ReplayExchange):
         return Response(status, self._error_body(code, message))
 
     def _error_body(self, code: str | None, message: str) -> Any:
-        envelope = self.rest.envelope
+        envelope = self.rest.envelope or Envelope()
         if envelope.code_field is not None:
             body: dict[str, Any] = {envelope.code_field: code or "1"}
             if envelope.message_field:
@@ -538,7 +551,7 @@ class VenueReplay(ReplayExchange):
     def _respond(self, path: str, params: dict[str, str], fault: Fault | None) -> Response:
         spec = self.rest
         if path == spec.time.path:
-            route: tuple[str, RestMarketSpec | None, Any, str | None] = ("time", None, None, None)
+            route: tuple[str, MarketSpec | None, Any, str | None] = ("time", None, None, None)
             group = spec.time.rate_limit
         else:
             found = self._match(path, params)
@@ -578,7 +591,7 @@ class VenueReplay(ReplayExchange):
 
     def _match(
         self, path: str, params: dict[str, str]
-    ) -> tuple[str, RestMarketSpec, Any, str | None] | None:
+    ) -> tuple[str, MarketSpec, Any, str | None] | None:
         candidates = []
         for pattern, kind, market, endpoint in self._routes:
             matched = pattern.match(path)
@@ -633,7 +646,7 @@ class VenueReplay(ReplayExchange):
 
     def _candle_page(
         self,
-        market: RestMarketSpec,
+        market: MarketSpec,
         endpoint: CandleEndpoint,
         symbol: str,
         params: dict[str, str],
@@ -690,16 +703,17 @@ class VenueReplay(ReplayExchange):
             picked = apply_row_faults(picked, fault)
             if endpoint.newest_first:
                 picked = picked[::-1]
-        rows = (
-            [] if series is None else [venue_row(series, i, now_ms, endpoint.rows) for i in picked]
-        )
+        layout = endpoint.rows
+        if not isinstance(layout, Rows):
+            raise TypeError(f"{endpoint.path}: the replay writes list rows (Rows) only")
+        rows = [] if series is None else [venue_row(series, i, now_ms, layout) for i in picked]
         return self._wrap(endpoint.rows_path, rows, market, symbol, series, now_ms)
 
     def _wrap(
         self,
         rows_path: Sequence[Any],
         rows: list[Any],
-        market: RestMarketSpec,
+        market: MarketSpec,
         symbol: str,
         series: Series | None,
         now_ms: int,
@@ -774,16 +788,16 @@ def make_replay(
     funding: pl.DataFrame | None = None,
     *,
     now: datetime,
-    spec: RestVenueSpec | None = None,
+    spec: VenueSpec | None = None,
     **options: Any,
 ) -> ReplayExchange:
     """A replay exchange speaking `venue`'s wire format ("binance", "bybit", "okx", ...)."""
     if venue == "binance":
-        return ReplayExchange(candles, funding, now=now, **options)
+        return ReplayExchange(candles, funding, now=now, spec=spec or BINANCE, **options)
     if spec is None:
-        from hedgewatch.venues import REST_SPECS
+        from hedgewatch.venues import VENUE_SPECS
 
-        spec = REST_SPECS.get(venue)
+        spec = VENUE_SPECS.get(venue)
     if spec is None:
         raise ValueError(f"no replay for venue {venue!r}")
     return VenueReplay(spec, candles, funding, now=now, **options)

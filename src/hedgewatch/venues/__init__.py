@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA, Exchange
-from hedgewatch.venues.binance import BinanceClient
+from hedgewatch.venues.binance import BINANCE, BinanceClient
 from hedgewatch.venues.bybit import BYBIT, BybitClient
 from hedgewatch.venues.ccxt_venue import CcxtClient
 from hedgewatch.venues.coinbase import COINBASE, CoinbaseClient
@@ -24,14 +24,14 @@ from hedgewatch.venues.errors import (
 from hedgewatch.venues.http import VenueBudget
 from hedgewatch.venues.kraken import KRAKEN, KrakenClient
 from hedgewatch.venues.okx import OKX, OkxClient
-from hedgewatch.venues.rest import RestVenueSpec
+from hedgewatch.venues.rest import VenueSpec
 
 __all__ = [
     "CANDLE_SCHEMA",
     "EXCHANGE_KINDS",
     "EXCHANGE_MARKETS",
     "FUNDING_SCHEMA",
-    "REST_SPECS",
+    "VENUE_SPECS",
     "BadResponse",
     "Exchange",
     "ExchangeError",
@@ -42,10 +42,11 @@ __all__ = [
     "InvalidRequest",
     "RateLimited",
     "VenueBudget",
+    "VenueSpec",
     "make_exchange",
 ]
 
-# kind -> client class; a new venue is one module plus one entry here.
+# kind -> client class; a new REST venue is one spec module plus one entry here and in VENUE_SPECS.
 EXCHANGE_KINDS: dict[str, Callable[..., Exchange]] = {
     "binance": BinanceClient,
     "bybit": BybitClient,
@@ -54,20 +55,18 @@ EXCHANGE_KINDS: dict[str, Callable[..., Exchange]] = {
     "kraken": KrakenClient,
     "ccxt": CcxtClient,
 }
-# The venues whose facts are a RestVenueSpec (the replay exchange serves the same specs).
-REST_SPECS: dict[str, RestVenueSpec] = {
+# Every REST venue's facts (the replay exchange serves the same specs).
+VENUE_SPECS: dict[str, VenueSpec] = {
+    "binance": BINANCE,
     "bybit": BYBIT,
     "okx": OKX,
     "coinbase": COINBASE,
     "kraken": KRAKEN,
 }
-# kind -> markets it offers (settings validate instruments against this).
+# kind -> markets it offers (settings validate instruments against this); ccxt offers whatever
+# its exchange does.
 EXCHANGE_MARKETS: dict[str, tuple[str, ...]] = {
-    "binance": ("spot", "perp"),
-    "bybit": ("spot", "perp"),
-    "okx": ("spot", "perp"),
-    "coinbase": ("spot",),
-    "kraken": ("spot",),
+    **{kind: tuple(spec.markets) for kind, spec in VENUE_SPECS.items()},
     "ccxt": ("spot", "perp"),
 }
 

@@ -52,6 +52,15 @@ class Exchange(Protocol):
 
     def server_time(self) -> datetime: ...
 
+    def page_size(self, market: str) -> int:
+        """Candles per request on `market` (the venue's largest page); backfill chunks by it."""
+        ...
+
+    @property
+    def history_bars(self) -> int | None:
+        """Most recent candles the venue serves at all; None when it serves back to listing."""
+        ...
+
     def fetch_candles(
         self,
         market: str,

@@ -1,34 +1,34 @@
-"""Binance spot and USD-M perpetual market data: klines and funding, parsed into the shared schemas.
+"""Binance spot (/api/v3) and USD-M perpetuals (/fapi/v1) as a `VenueSpec`, with Binance's own
+strict row decoders.
 
-Venue facts (hosts, paths, page sizes, weights, budgets) are data in BINANCE; the client paginates.
+Each market has its own host and its own per-IP weight budget (counted per minute, echoed in
+X-MBX-USED-WEIGHT-1M); a klines call weighs more the more rows it asks for. Rows come oldest
+first, the live candle last; from `startTime` the venue answers the first `limit` rows, so
+both klines and funding page forward from the start. Errors come as `{"code", "msg"}` bodies.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-import httpx
 import polars as pl
 
-from hedgewatch.venues.base import (
-    CANDLE_SCHEMA,
-    FUNDING_SCHEMA,
-    base_url_overrides,
-    datetime_to_ms,
-    empty_candles,
-    empty_funding,
-    interval_ms,
-    ms_to_datetime,
-)
-from hedgewatch.venues.errors import BadResponse, InvalidRequest
+from hedgewatch.venues.base import CANDLE_SCHEMA, FUNDING_SCHEMA
+from hedgewatch.venues.errors import BadResponse
 from hedgewatch.venues.fields import decimal_field, int_field, preview, utc_from_ms
-from hedgewatch.venues.http import JsonHttp, RetryPolicy, VenueBudget, WeightLimiter
-from hedgewatch.venues.paging import FUNDING_STEP_MS, PageGuard
+from hedgewatch.venues.paging import ForwardFromStart
+from hedgewatch.venues.rest import (
+    CandleEndpoint,
+    FundingEndpoint,
+    MarketSpec,
+    PathStep,
+    RateLimit,
+    RestClient,
+    TimeEndpoint,
+    VenueSpec,
+)
 
 _FIXED_INTERVALS = (
     "1m",
@@ -49,70 +49,114 @@ _FIXED_INTERVALS = (
 
 
 @dataclass(frozen=True)
-class MarketSpec:
-    """One Binance market (its own host and its own per-IP weight budget)."""
+class KlineRows:
+    """Binance's 12-field kline rows in a bare JSON array (integers as JSON integers)."""
 
-    market: str
-    base_url: str
-    time_path: str
-    klines_path: str
-    klines_max_limit: int
-    # (largest limit, weight) in ascending order: the request weight of a klines call by its limit.
-    klines_weights: tuple[tuple[int, int], ...]
-    weight_budget_per_minute: int
-    intervals: tuple[str, ...] = _FIXED_INTERVALS
-    # The budget's window; Binance counts per minute (benchmarks scale both down together).
-    weight_window_s: float = 60.0
-    funding_path: str | None = None
-    funding_max_limit: int = 0
-    # fundingRate is limited separately (500 requests / 5 min / IP, shared with fundingInfo); an
-    # hourly run asks a handful of times, so it is only counted against the minute budget here.
-    funding_weight: int = 1
-    time_weight: int = 1
-
-    def klines_weight(self, limit: int) -> int:
-        for largest, weight in self.klines_weights:
-            if limit <= largest:
-                return weight
-        raise ValueError(
-            f"limit {limit} exceeds {self.market} klines maximum {self.klines_max_limit}"
+    def decode(
+        self,
+        payload: Any,
+        rows_path: Sequence[PathStep],
+        *,
+        venue: str,
+        market: str,
+        symbol: str,
+        interval: str,
+        endpoint: str,
+    ) -> tuple[pl.DataFrame, int]:
+        frame = parse_klines(
+            payload, venue=venue, market=market, symbol=symbol, interval=interval, endpoint=endpoint
         )
+        return frame, len(payload)
 
 
 @dataclass(frozen=True)
-class VenueSpec:
-    venue: str
-    markets: Mapping[str, MarketSpec]
-    used_weight_header: str
-    geo_advice: str
+class FundingRows:
+    """Binance fundingRate rows {symbol, fundingTime, fundingRate, markPrice}."""
+
+    def decode(
+        self, payload: Any, endpoint: FundingEndpoint, *, venue: str, symbol: str
+    ) -> tuple[pl.DataFrame, int]:
+        return parse_funding(payload, venue=venue, endpoint=endpoint.path), len(payload)
+
+
+def _klines(
+    path: str,
+    max_limit: int,
+    weights: tuple[tuple[int, int], ...],
+    group: str,
+    intervals: tuple[str, ...],
+) -> CandleEndpoint:
+    # The venue filters on open time, inclusive at both ends, and answers the first `limit` rows
+    # from startTime (the latest `limit` without one).
+    return CandleEndpoint(
+        path=path,
+        intervals={name: name for name in intervals},
+        max_limit=max_limit,
+        rows=KlineRows(),
+        start_param="startTime",
+        end_param="endTime",
+        paging=ForwardFromStart(),
+        rate_limit=group,
+        limit_weights=weights,
+        default_limit=500,
+    )
 
 
 BINANCE = VenueSpec(
     venue="binance",
+    base_url="https://api.binance.com",
+    time=TimeEndpoint(
+        path="/api/v3/time", field_path=("serverTime",), unit="ms", rate_limit="spot", integer=True
+    ),
     markets={
         "spot": MarketSpec(
             market="spot",
-            base_url="https://api.binance.com",
-            time_path="/api/v3/time",
-            klines_path="/api/v3/klines",
-            klines_max_limit=1000,
-            klines_weights=((1000, 2),),
-            weight_budget_per_minute=6000,
             # "1s" exists on spot only.
-            intervals=("1s", *_FIXED_INTERVALS),
+            candles=_klines(
+                "/api/v3/klines", 1000, ((1000, 2),), "spot", ("1s", *_FIXED_INTERVALS)
+            ),
+            symbol_example="BTCUSDT",
         ),
         "perp": MarketSpec(
             market="perp",
+            candles=_klines(
+                "/fapi/v1/klines",
+                1500,
+                ((99, 1), (499, 2), (1000, 5), (1500, 10)),
+                "perp",
+                _FIXED_INTERVALS,
+            ),
+            symbol_example="BTCUSDT",
+            funding=FundingEndpoint(
+                path="/fapi/v1/fundingRate",
+                max_limit=1000,
+                time_field="fundingTime",
+                rate_field="fundingRate",
+                symbol_field="symbol",
+                mark_field="markPrice",
+                # Ascending and inclusive: a row stamped at the requested start is a repeat.
+                paging=ForwardFromStart(repeats_cursor=True),
+                # fundingRate is limited separately (500 requests / 5 min / IP, shared with
+                # fundingInfo); an hourly run asks a handful of times, so it is only counted
+                # against the minute budget here.
+                rate_limit="perp",
+                default_limit=100,
+                format=FundingRows(),
+            ),
             base_url="https://fapi.binance.com",
-            time_path="/fapi/v1/time",
-            klines_path="/fapi/v1/klines",
-            klines_max_limit=1500,
-            klines_weights=((99, 1), (499, 2), (1000, 5), (1500, 10)),
-            # Commonly 2400/min; the authoritative number is in /fapi/v1/exchangeInfo rateLimits.
-            weight_budget_per_minute=2400,
-            funding_path="/fapi/v1/fundingRate",
-            funding_max_limit=1000,
+            time=TimeEndpoint(
+                path="/fapi/v1/time",
+                field_path=("serverTime",),
+                unit="ms",
+                rate_limit="perp",
+                integer=True,
+            ),
         ),
+    },
+    limits={
+        "spot": RateLimit(6000, 60.0, "6000 request weight / min per IP (spot)"),
+        # Commonly 2400/min; the authoritative number is in /fapi/v1/exchangeInfo rateLimits.
+        "perp": RateLimit(2400, 60.0, "2400 request weight / min per IP (USD-M)"),
     },
     used_weight_header="X-MBX-USED-WEIGHT-1M",
     geo_advice=(
@@ -136,201 +180,11 @@ _KLINE_FIELDS = (
 _KLINE_DECIMALS = ((1, "open"), (2, "high"), (3, "low"), (4, "close"), (5, "volume"))
 
 
-class BinanceClient:
-    """Closed candles and funding from Binance spot (/api/v3) and USD-M perps (/fapi/v1)."""
+class BinanceClient(RestClient):
+    """Closed candles and funding from Binance spot and USD-M perps."""
 
-    def __init__(
-        self,
-        *,
-        venue: str = "binance",
-        spec: VenueSpec = BINANCE,
-        base_urls: Mapping[str, str] | None = None,
-        timeout_s: float = 10.0,
-        max_attempts: int = 6,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        policy: RetryPolicy | None = None,
-        rng: random.Random | None = None,
-        transport: httpx.BaseTransport | None = None,
-        budget: VenueBudget | None = None,
-    ) -> None:
-        overrides = base_url_overrides(base_urls, spec.markets)
-        self.venue = venue
-        budget = budget or VenueBudget()
-        self.spec = spec
-        policy = policy or RetryPolicy(max_attempts=max_attempts)
-        self._http: dict[str, JsonHttp] = {}
-        for name, market in spec.markets.items():
-            limiter = WeightLimiter(
-                market.weight_budget_per_minute,
-                window_s=market.weight_window_s,
-                clock=clock,
-                sleep=sleep,
-            )
-            self._http[name] = JsonHttp(
-                venue,
-                overrides.get(name, market.base_url),
-                limiter=limiter,
-                policy=policy,
-                timeout_s=timeout_s,
-                sleep=sleep,
-                used_weight_header=spec.used_weight_header,
-                geo_advice=spec.geo_advice,
-                rng=rng,
-                transport=transport,
-                budget=budget,
-            )
-
-    def __enter__(self) -> BinanceClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for http in self._http.values():
-            http.close()
-
-    def server_time(self, market: str = "spot") -> datetime:
-        return ms_to_datetime(self._server_time_ms(self._market(market)))
-
-    def fetch_candles(
-        self,
-        market: str,
-        symbol: str,
-        interval: str,
-        start: datetime,
-        end: datetime,
-        *,
-        now: datetime | None = None,
-    ) -> pl.DataFrame:
-        """Every closed candle with start <= open_time < end, ascending, one row per open_time."""
-        spec = self._market(market)
-        if interval not in spec.intervals:
-            raise InvalidRequest(
-                self.venue,
-                spec.klines_path,
-                f"interval {interval!r} is not supported on {market}",
-                advice=f"use one of {', '.join(spec.intervals)}",
-            )
-        step = interval_ms(interval)
-        start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
-        if end_ms <= start_ms:
-            return empty_candles()
-        now_ms = self._server_time_ms(spec) if now is None else datetime_to_ms(now)
-        # The venue filters on open time, inclusive at both ends; closed means open + step <= now.
-        last_open_ms = min(end_ms - 1, now_ms - step)
-        http = self._http[spec.market]
-        limit = spec.klines_max_limit
-        weight = spec.klines_weight(limit)
-        pages: list[pl.DataFrame] = []
-        cursor = start_ms
-        guard = PageGuard(
-            self.venue,
-            spec.klines_path,
-            span_ms=last_open_ms - start_ms,
-            step_ms=step,
-            page_limit=limit,
-        )
-        while cursor <= last_open_ms:
-            params: dict[str, str | int] = {
-                "symbol": symbol,
-                "interval": interval,
-                "startTime": cursor,
-                "endTime": last_open_ms,
-                "limit": limit,
-            }
-            payload = http.get(spec.klines_path, params, weight=weight)
-            page = parse_klines(
-                payload,
-                venue=self.venue,
-                market=spec.market,
-                symbol=symbol,
-                interval=interval,
-                endpoint=spec.klines_path,
-            )
-            if page.is_empty():
-                break
-            pages.append(page)
-            newest_ms = datetime_to_ms(page["open_time"].max())  # type: ignore[arg-type]
-            # A short page means the range is exhausted; a page that does not advance is an error.
-            if len(payload) < limit:
-                break
-            cursor = guard.advance(cursor, newest_ms + step)
-        if not pages:
-            return empty_candles()
-        start_dt, end_dt = ms_to_datetime(start_ms), ms_to_datetime(min(end_ms, now_ms - step + 1))
-        return (
-            pl.concat(pages)
-            .filter((pl.col("open_time") >= start_dt) & (pl.col("open_time") < end_dt))
-            .unique(subset="open_time", keep="last", maintain_order=True)
-            .sort("open_time")
-        )
-
-    def fetch_funding(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
-        """Funding settlements with start <= funding_time < end, ascending."""
-        spec = self._market("perp")
-        path = spec.funding_path
-        if path is None:  # pragma: no cover - the spec always has it for Binance
-            raise InvalidRequest(self.venue, "funding", "this venue spec has no funding endpoint")
-        start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
-        http = self._http[spec.market]
-        limit = spec.funding_max_limit
-        pages: list[pl.DataFrame] = []
-        cursor = start_ms
-        guard = PageGuard(
-            self.venue, path, span_ms=end_ms - start_ms, step_ms=FUNDING_STEP_MS, page_limit=limit
-        )
-        while cursor < end_ms:
-            params: dict[str, str | int] = {
-                "symbol": symbol,
-                "startTime": cursor,
-                "endTime": end_ms - 1,
-                "limit": limit,
-            }
-            payload = http.get(path, params, weight=spec.funding_weight)
-            page = parse_funding(payload, venue=self.venue, endpoint=path)
-            if page.is_empty():
-                break
-            pages.append(page)
-            newest_ms = datetime_to_ms(page["funding_time"].max())  # type: ignore[arg-type]
-            if len(payload) < limit:
-                break
-            # Rows stamped at the requested start (or older) move nothing: stop, with an error.
-            cursor = guard.advance(cursor, newest_ms + 1 if newest_ms > cursor else cursor)
-        if not pages:
-            return empty_funding()
-        return (
-            pl.concat(pages)
-            .filter(
-                (pl.col("funding_time") >= ms_to_datetime(start_ms))
-                & (pl.col("funding_time") < ms_to_datetime(end_ms))
-                & (pl.col("symbol") == symbol)
-            )
-            .unique(subset="funding_time", keep="last", maintain_order=True)
-            .sort("funding_time")
-        )
-
-    def _market(self, market: str) -> MarketSpec:
-        try:
-            return self.spec.markets[market]
-        except KeyError:
-            raise InvalidRequest(
-                self.venue,
-                "-",
-                f"unknown market {market!r}",
-                advice=f"use one of {', '.join(sorted(self.spec.markets))}",
-            ) from None
-
-    def _server_time_ms(self, spec: MarketSpec) -> int:
-        payload = self._http[spec.market].get(spec.time_path, weight=spec.time_weight)
-        if isinstance(payload, dict):
-            value = payload.get("serverTime")
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        raise BadResponse(
-            self.venue, spec.time_path, f'expected {{"serverTime": <ms>}}, got {preview(payload)}'
-        )
+    def __init__(self, *, spec: VenueSpec = BINANCE, **options: Any) -> None:
+        super().__init__(spec=spec, **options)
 
 
 def parse_klines(

@@ -1,4 +1,4 @@
-"""Bybit v5 public market data (spot, USDT linear perps, funding) as a `RestVenueSpec`.
+"""Bybit v5 public market data (spot, USDT linear perps, funding) as a `VenueSpec`.
 
 Klines come newest first with the open candle as row 0; funding history newest first, 200 a page,
 and asking with only `startTime` is an error, so both bounds are always sent. HTTP 200 with
@@ -17,9 +17,9 @@ from hedgewatch.venues.rest import (
     MarketSpec,
     RateLimit,
     RestClient,
-    RestVenueSpec,
     Rows,
     TimeEndpoint,
+    VenueSpec,
 )
 
 INTERVALS = {
@@ -52,7 +52,7 @@ def _kline(category: str) -> CandleEndpoint:
     )
 
 
-BYBIT = RestVenueSpec(
+BYBIT = VenueSpec(
     venue="bybit",
     base_url="https://api.bybit.com",
     time=TimeEndpoint(path="/v5/market/time", field_path=("time",), unit="ms"),
@@ -97,5 +97,5 @@ BYBIT = RestVenueSpec(
 
 
 class BybitClient(RestClient):
-    def __init__(self, *, spec: RestVenueSpec = BYBIT, **options: Any) -> None:
+    def __init__(self, *, spec: VenueSpec = BYBIT, **options: Any) -> None:
         super().__init__(spec=spec, **options)

@@ -64,7 +64,7 @@ class CcxtClient:
         if not exchange or not hasattr(ccxt, exchange):
             raise ValueError(f"venue {venue!r}: unknown ccxt exchange {exchange!r}")
         self.venue = venue
-        self.page_size = page_size
+        self._page_size = page_size
         self._ccxt = ccxt
         self._clock = clock
         self.exchange = getattr(ccxt, exchange)(
@@ -83,6 +83,14 @@ class CcxtClient:
 
     def server_time(self) -> datetime:
         return ms_to_datetime(self._now_ms())
+
+    def page_size(self, market: str) -> int:
+        """Candles asked for per fetch_ohlcv call (the `page_size` option)."""
+        return self._page_size
+
+    @property
+    def history_bars(self) -> int | None:
+        return None  # ccxt does not say; the exchange answers what it has
 
     def fetch_candles(
         self,
@@ -106,11 +114,11 @@ class CcxtClient:
             "fetch_ohlcv",
             span_ms=last_open - start_ms,
             step_ms=step,
-            page_limit=min(self.page_size, 100),  # exchanges may cap pages below page_size
+            page_limit=min(self._page_size, 100),  # exchanges may cap pages below page_size
         )
         while since <= last_open:
             page = self._call(
-                "fetch_ohlcv", symbol, interval, since, self.page_size, {"until": last_open}
+                "fetch_ohlcv", symbol, interval, since, self._page_size, {"until": last_open}
             )
             fresh = [r for r in page if since <= int(r[0]) <= last_open]
             if not fresh:

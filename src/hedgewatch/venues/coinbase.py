@@ -1,4 +1,4 @@
-"""Coinbase Exchange public candles (spot only) as a `RestVenueSpec`.
+"""Coinbase Exchange public candles (spot only) as a `VenueSpec`.
 
 `GET /products/{product}/candles?granularity=<s>&start=<iso>&end=<iso>`: at most 300 candles per
 request (a wider range is answered 400), newest first, rows `[time_s, low, high, open, close,
@@ -16,14 +16,14 @@ from hedgewatch.venues.rest import (
     MarketSpec,
     RateLimit,
     RestClient,
-    RestVenueSpec,
     Rows,
     TimeEndpoint,
+    VenueSpec,
 )
 
 GRANULARITY = {"1m": "60", "5m": "300", "15m": "900", "1h": "3600", "6h": "21600", "1d": "86400"}
 
-COINBASE = RestVenueSpec(
+COINBASE = VenueSpec(
     venue="coinbase",
     base_url="https://api.exchange.coinbase.com",
     time=TimeEndpoint(path="/time", field_path=("epoch",), unit="s"),
@@ -65,5 +65,5 @@ COINBASE = RestVenueSpec(
 
 
 class CoinbaseClient(RestClient):
-    def __init__(self, *, spec: RestVenueSpec = COINBASE, **options: Any) -> None:
+    def __init__(self, *, spec: VenueSpec = COINBASE, **options: Any) -> None:
         super().__init__(spec=spec, **options)

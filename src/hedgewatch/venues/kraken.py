@@ -1,4 +1,4 @@
-"""Kraken spot OHLC as a `RestVenueSpec`.
+"""Kraken spot OHLC as a `VenueSpec`.
 
 Kraken serves only the 720 most recent candles of an interval, whatever `since` says (30 days of
 1h candles). Older history cannot be fetched from this endpoint at all: load Kraken's own CSV
@@ -18,9 +18,9 @@ from hedgewatch.venues.rest import (
     MarketSpec,
     RateLimit,
     RestClient,
-    RestVenueSpec,
     Rows,
     TimeEndpoint,
+    VenueSpec,
 )
 
 INTERVALS = {
@@ -34,7 +34,7 @@ INTERVALS = {
     "1w": "10080",
 }
 
-KRAKEN = RestVenueSpec(
+KRAKEN = VenueSpec(
     venue="kraken",
     base_url="https://api.kraken.com",
     time=TimeEndpoint(path="/0/public/Time", field_path=("result", "unixtime"), unit="s"),
@@ -88,5 +88,5 @@ KRAKEN = RestVenueSpec(
 
 
 class KrakenClient(RestClient):
-    def __init__(self, *, spec: RestVenueSpec = KRAKEN, **options: Any) -> None:
+    def __init__(self, *, spec: VenueSpec = KRAKEN, **options: Any) -> None:
         super().__init__(spec=spec, **options)

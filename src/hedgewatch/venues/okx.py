@@ -1,4 +1,4 @@
-"""OKX v5 public market data (spot, USDT swaps, funding) as a `RestVenueSpec`.
+"""OKX v5 public market data (spot, USDT swaps, funding) as a `VenueSpec`.
 
 `candles` serves only the latest 1,440 bars; older windows go to `history-candles`, which has
 its own, smaller budget. `before`/`after` are exclusive and rows come newest first, with
@@ -18,9 +18,9 @@ from hedgewatch.venues.rest import (
     MarketSpec,
     RateLimit,
     RestClient,
-    RestVenueSpec,
     Rows,
     TimeEndpoint,
+    VenueSpec,
 )
 
 INTERVALS = {
@@ -89,7 +89,7 @@ def _candles(volume: int) -> CandleEndpoint:
     )
 
 
-OKX = RestVenueSpec(
+OKX = VenueSpec(
     venue="okx",
     base_url="https://www.okx.com",
     time=TimeEndpoint(
@@ -145,5 +145,5 @@ OKX = RestVenueSpec(
 
 
 class OkxClient(RestClient):
-    def __init__(self, *, spec: RestVenueSpec = OKX, **options: Any) -> None:
+    def __init__(self, *, spec: VenueSpec = OKX, **options: Any) -> None:
         super().__init__(spec=spec, **options)

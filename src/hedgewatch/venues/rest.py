@@ -1,10 +1,11 @@
-"""A REST market-data client driven entirely by a venue spec: Bybit, OKX, Coinbase and Kraken.
+"""The one REST market-data client, driven entirely by a `VenueSpec`: Binance spot and USD-M,
+Bybit, OKX, Coinbase and Kraken.
 
-Everything that differs between venues — paths, parameter names, page size, time unit, row order,
-exclusive bounds, the open-candle marker, the error envelope, the symbol format, rate budgets — is
-data in a `RestVenueSpec`. The client has one paging loop for candles (fixed time windows of one
-page each, so row order and "first or last N" semantics never matter) and one for funding (walking
-back from the end, as newest-first venues page). The replay exchange serves the same specs.
+Everything that differs between venues — hosts, paths, parameter names, page size, request
+weights, time unit, row order and layout, exclusive bounds, the open-candle marker, the error
+envelope, the symbol format, rate budgets, and how a range is paged (a strategy object from
+`paging`) — is data in the spec. The client has one paging loop for candles and funding alike,
+and every page passes the shared guard. The replay exchange serves the same specs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import polars as pl
@@ -35,7 +36,14 @@ from hedgewatch.venues.base import (
 from hedgewatch.venues.errors import BadResponse, HistoryUnavailable, InvalidRequest
 from hedgewatch.venues.fields import decimal_field, int_field, preview, utc_from_ms
 from hedgewatch.venues.http import Envelope, JsonHttp, RetryPolicy, VenueBudget, WeightLimiter
-from hedgewatch.venues.paging import FUNDING_STEP_MS, PageGuard
+from hedgewatch.venues.paging import (
+    FUNDING_STEP_MS,
+    BackwardFromEnd,
+    FixedWindows,
+    Page,
+    PageGuard,
+    Paging,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +81,62 @@ class Rows:
     time_as_string: bool = True
     numbers_as_strings: bool = True
 
+    def decode(
+        self,
+        payload: Any,
+        rows_path: Sequence[PathStep],
+        *,
+        venue: str,
+        market: str,
+        symbol: str,
+        interval: str,
+        endpoint: str,
+    ) -> tuple[pl.DataFrame, int]:
+        """The candles in a body (open ones the venue marks dropped) and how many rows it held."""
+        rows = dig(payload, rows_path, venue, endpoint)
+        frame = parse_rows(
+            rows,
+            self,
+            venue=venue,
+            market=market,
+            symbol=symbol,
+            interval=interval,
+            endpoint=endpoint,
+        )
+        return frame, len(rows)
+
+
+class RowFormat(Protocol):
+    """Turns a candle body into CANDLE_SCHEMA rows: `Rows` describes list rows by position; a
+    venue with a stricter format of its own (Binance's klines) brings its own decoder."""
+
+    def decode(
+        self,
+        payload: Any,
+        rows_path: Sequence[PathStep],
+        *,
+        venue: str,
+        market: str,
+        symbol: str,
+        interval: str,
+        endpoint: str,
+    ) -> tuple[pl.DataFrame, int]: ...
+
+
+class FundingFormat(Protocol):
+    """Turns a funding body into FUNDING_SCHEMA rows (how many rows it held, too)."""
+
+    def decode(
+        self, payload: Any, endpoint: FundingEndpoint, *, venue: str, symbol: str
+    ) -> tuple[pl.DataFrame, int]: ...
+
 
 @dataclass(frozen=True)
 class CandleEndpoint:
     path: str  # may contain "{symbol}" (Coinbase puts the product in the path)
     intervals: Mapping[str, str]  # our interval -> the venue's value
     max_limit: int
-    rows: Rows
+    rows: RowFormat
     rows_path: tuple[PathStep, ...] = ()  # keys to the row list; "*" = the one list-valued key
     symbol_param: str | None = "symbol"
     interval_param: str = "interval"
@@ -90,15 +147,29 @@ class CandleEndpoint:
     # OKX before/after are strict; Kraken's since means "after": widen by one unit on the wire.
     exclusive_bounds: bool = False
     newest_first: bool = False
+    paging: Paging = field(default_factory=FixedWindows)
     fixed_params: Mapping[str, str] = field(default_factory=dict)
     rate_limit: str = "public"
     weight: int = 1
+    # (largest limit, weight) ascending, when the weight grows with the limit (Binance).
+    limit_weights: tuple[tuple[int, int], ...] = ()
+    # The limit a request without one gets (what the replay assumes).
+    default_limit: int | None = None
     # Only this many most recent bars are served (Kraken 720, OKX `candles` 1440)...
     history_bars: int | None = None
     # ...and older windows go here (OKX `history-candles`), or are unreachable when None.
     older: CandleEndpoint | None = None
     # Coinbase answers 400 when a range holds more candles than one page.
     range_over_limit_is_error: bool = False
+
+    def weight_for(self, limit: int) -> int:
+        """The request weight of a call asking for `limit` rows."""
+        for largest, weight in self.limit_weights:
+            if limit <= largest:
+                return weight
+        if self.limit_weights:
+            raise ValueError(f"limit {limit} exceeds {self.path} maximum {self.max_limit}")
+        return self.weight
 
 
 @dataclass(frozen=True)
@@ -115,9 +186,20 @@ class FundingEndpoint:
     end_param: str = "endTime"
     limit_param: str = "limit"
     exclusive_bounds: bool = False
+    # Newest-first venues page back from the end; Binance forward from the start.
+    paging: Paging = field(default_factory=BackwardFromEnd)
     fixed_params: Mapping[str, str] = field(default_factory=dict)
     rate_limit: str = "public"
     weight: int = 1
+    default_limit: int | None = None
+    # A stricter decoder than the fields above describe (Binance's); None reads them.
+    format: FundingFormat | None = None
+
+    def decode(self, payload: Any, *, venue: str, symbol: str) -> tuple[pl.DataFrame, int]:
+        if self.format is not None:
+            return self.format.decode(payload, self, venue=venue, symbol=symbol)
+        rows = dig(payload, self.rows_path, venue, self.path)
+        return parse_funding_rows(rows, self, venue=venue, symbol=symbol), len(rows)
 
 
 @dataclass(frozen=True)
@@ -127,39 +209,55 @@ class TimeEndpoint:
     unit: Literal["ms", "s"]
     as_string: bool = False
     rate_limit: str = "public"
+    # The venue sends a JSON integer; anything else (a string, a float) is a malformed body.
+    integer: bool = False
 
 
 @dataclass(frozen=True)
 class MarketSpec:
     market: str
     candles: CandleEndpoint
-    symbol_pattern: str
     symbol_example: str
+    # The venue's symbol format, checked before asking; None leaves it to the venue.
+    symbol_pattern: str | None = None
     funding: FundingEndpoint | None = None
+    # A market on a host of its own (Binance USD-M) with its own clock endpoint; None: the venue's.
+    base_url: str | None = None
+    time: TimeEndpoint | None = None
 
 
 @dataclass(frozen=True)
-class RestVenueSpec:
+class VenueSpec:
+    """Every fact about one venue's public market-data API, as data."""
+
     venue: str
     base_url: str
     time: TimeEndpoint
     markets: Mapping[str, MarketSpec]
     limits: Mapping[str, RateLimit]
-    envelope: Envelope
+    envelope: Envelope | None = None
     # Extra fields of a success body, as the venue sends them (the replay writes them).
     success_fields: Mapping[str, Any] = field(default_factory=dict)
+    # The venue's own count of the weight used in the current window (Binance), if it sends one.
+    used_weight_header: str | None = None
     geo_advice: str | None = None
     forbidden_advice: str | None = None
     history_advice: str | None = None
 
+    def market_time(self, market: str) -> TimeEndpoint:
+        return self.markets[market].time or self.time
+
+
+_E = TypeVar("_E", CandleEndpoint, FundingEndpoint)
+
 
 class RestClient:
-    """Closed candles and funding from one venue described by a `RestVenueSpec`."""
+    """Closed candles and funding from one venue described by a `VenueSpec`."""
 
     def __init__(
         self,
         *,
-        spec: RestVenueSpec,
+        spec: VenueSpec,
         venue: str | None = None,
         base_urls: Mapping[str, str] | None = None,
         timeout_s: float = 10.0,
@@ -172,29 +270,49 @@ class RestClient:
         budget: VenueBudget | None = None,
     ) -> None:
         overrides = base_url_overrides(base_urls, spec.markets)
-        hosts = set(overrides.values())
-        if len(hosts) > 1:
-            raise ValueError(f"{spec.venue} serves every market from one host; got {sorted(hosts)}")
         self.venue = venue or spec.venue
         self.spec = spec
         self._limiters = {
             name: WeightLimiter(limit.budget, window_s=limit.window_s, clock=clock, sleep=sleep)
             for name, limit in spec.limits.items()
         }
-        self._http = JsonHttp(
-            self.venue,
-            next(iter(hosts)) if hosts else spec.base_url,
-            limiter=self._limiters[spec.time.rate_limit],
-            policy=policy or RetryPolicy(max_attempts=max_attempts),
-            timeout_s=timeout_s,
-            sleep=sleep,
-            geo_advice=spec.geo_advice,
-            forbidden_advice=spec.forbidden_advice,
-            envelope=spec.envelope,
-            rng=rng,
-            transport=transport,
-            budget=budget,
-        )
+        # Markets on the venue's host share one connection pool; a market with a host of its
+        # own (Binance USD-M) gets its own.
+        hosts: dict[str, str] = {}
+        for name, market in spec.markets.items():
+            group = name if market.base_url else ""
+            hosts.setdefault(group, market.base_url or spec.base_url)
+        given: dict[str, set[str]] = {}
+        for name, url in overrides.items():
+            given.setdefault(name if spec.markets[name].base_url else "", set()).add(url)
+        for group, urls in given.items():
+            if len(urls) > 1:
+                raise ValueError(
+                    f"{spec.venue} serves every market from one host; got {sorted(urls)}"
+                )
+            hosts[group] = next(iter(urls))
+        policy = policy or RetryPolicy(max_attempts=max_attempts)
+        budget = budget or VenueBudget()
+        self._http: dict[str, JsonHttp] = {
+            group: JsonHttp(
+                self.venue,
+                url,
+                limiter=self._limiters[
+                    spec.market_time(group).rate_limit if group else spec.time.rate_limit
+                ],
+                policy=policy,
+                timeout_s=timeout_s,
+                sleep=sleep,
+                used_weight_header=spec.used_weight_header,
+                geo_advice=spec.geo_advice,
+                forbidden_advice=spec.forbidden_advice,
+                envelope=spec.envelope,
+                rng=rng,
+                transport=transport,
+                budget=budget,
+            )
+            for group, url in hosts.items()
+        }
 
     def __enter__(self) -> RestClient:
         return self
@@ -203,7 +321,8 @@ class RestClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._http.values():
+            http.close()
 
     @property
     def history_bars(self) -> int | None:
@@ -215,8 +334,13 @@ class RestClient:
             return None
         return min(d for d in depths if d is not None)
 
-    def server_time(self) -> datetime:
-        return ms_to_datetime(self._server_time_ms())
+    def page_size(self, market: str) -> int:
+        """Candles per request on `market` (the venue's largest page)."""
+        return self._market(market).candles.max_limit
+
+    def server_time(self, market: str | None = None) -> datetime:
+        """The venue's clock (`market`'s, where a market has a host of its own)."""
+        return ms_to_datetime(self._server_time_ms(market))
 
     def fetch_candles(
         self,
@@ -243,41 +367,49 @@ class RestClient:
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
         if end_ms <= start_ms:
             return empty_candles()
-        now_ms = self._server_time_ms() if now is None else datetime_to_ms(now)
-        first_open = -(-start_ms // step) * step
-        last_open = (min(end_ms - 1, now_ms - step) // step) * step
-        if last_open < first_open:
+        now_ms = self._server_time_ms(market) if now is None else datetime_to_ms(now)
+        # Closed means open + step <= now.
+        lo, hi = endpoint.paging.bounds(start_ms, min(end_ms - 1, now_ms - step), step)
+        if hi < lo:
             return empty_candles()
-        first_open = self._reachable_from(endpoint, first_open, last_open, now_ms, step, symbol)
-        pages: list[pl.DataFrame] = []
-        lo = first_open
-        while lo <= last_open:
-            current = self._endpoint_for(endpoint, lo, now_ms, step)
-            hi = min(lo + (current.max_limit - 1) * step, last_open)
-            payload = self._http.get(
-                current.path.format(symbol=symbol),
-                self._candle_params(current, symbol, interval, lo, hi),
-                weight=current.weight,
-                limiter=self._limiters[current.rate_limit],
+        lo = self._reachable_from(endpoint, lo, hi, now_ms, step, symbol)
+
+        def decode(current: CandleEndpoint, payload: Any) -> tuple[pl.DataFrame, int]:
+            return current.rows.decode(
+                payload,
+                current.rows_path,
+                venue=self.venue,
+                market=market,
+                symbol=symbol,
+                interval=interval,
+                endpoint=current.path,
             )
-            rows = dig(payload, current.rows_path, self.venue, current.path)
-            pages.append(
-                parse_rows(
-                    rows,
-                    current.rows,
-                    venue=self.venue,
-                    market=market,
-                    symbol=symbol,
-                    interval=interval,
-                    endpoint=current.path,
-                )
-            )
-            lo = hi + step
+
+        pages = self._walk(
+            market,
+            lambda cursor: self._endpoint_for(endpoint, cursor, now_ms, step),
+            endpoint.paging,
+            lo,
+            hi,
+            step,
+            guard=PageGuard(
+                self.venue,
+                endpoint.path,
+                span_ms=hi - lo,
+                step_ms=step,
+                page_limit=endpoint.max_limit,
+            ),
+            params={endpoint.symbol_param: symbol} if endpoint.symbol_param else {},
+            interval=endpoint.intervals[interval],
+            symbol=symbol,
+            decode=decode,
+            column="open_time",
+        )
         frame = pl.concat(pages) if pages else empty_candles()
         return (
             frame.filter(
-                (pl.col("open_time") >= ms_to_datetime(first_open))
-                & (pl.col("open_time") <= ms_to_datetime(last_open))
+                (pl.col("open_time") >= ms_to_datetime(lo))
+                & (pl.col("open_time") <= ms_to_datetime(hi))
             )
             .unique(subset="open_time", keep="last", maintain_order=True)
             .sort("open_time")
@@ -296,44 +428,31 @@ class RestClient:
         endpoint = perp.funding
         self._check_symbol(perp, symbol, endpoint.path)
         start_ms, end_ms = datetime_to_ms(start), datetime_to_ms(end)
-        pages: list[pl.DataFrame] = []
-        cursor = end_ms  # exclusive
-        guard = PageGuard(
-            self.venue,
-            endpoint.path,
-            span_ms=end_ms - start_ms,
-            step_ms=FUNDING_STEP_MS,
-            page_limit=endpoint.max_limit,
-        )
-        while cursor > start_ms:
-            params: dict[str, str | int] = {
-                endpoint.symbol_param: symbol,
-                **endpoint.fixed_params,
-                endpoint.limit_param: endpoint.max_limit,
-            }
-            if endpoint.exclusive_bounds:
-                params[endpoint.end_param] = cursor
-                if endpoint.start_param:
-                    params[endpoint.start_param] = start_ms - 1
-            else:
-                params[endpoint.end_param] = cursor - 1
-                if endpoint.start_param:
-                    params[endpoint.start_param] = start_ms
-            payload = self._http.get(
+
+        def decode(current: FundingEndpoint, payload: Any) -> tuple[pl.DataFrame, int]:
+            return current.decode(payload, venue=self.venue, symbol=symbol)
+
+        # Funding times are not on a grid: the cursor moves by 1 ms past a row.
+        pages = self._walk(
+            "perp",
+            lambda cursor: endpoint,
+            endpoint.paging,
+            start_ms,
+            end_ms - 1,
+            1,
+            guard=PageGuard(
+                self.venue,
                 endpoint.path,
-                params,
-                weight=endpoint.weight,
-                limiter=self._limiters[endpoint.rate_limit],
-            )
-            rows = dig(payload, endpoint.rows_path, self.venue, endpoint.path)
-            page = parse_funding_rows(rows, endpoint, venue=self.venue, symbol=symbol)
-            if page.is_empty():
-                break
-            pages.append(page)
-            oldest = datetime_to_ms(page["funding_time"].min())  # type: ignore[arg-type]
-            if len(rows) < endpoint.max_limit:
-                break
-            cursor = guard.advance(cursor, oldest, descending=True)
+                span_ms=end_ms - start_ms,
+                step_ms=FUNDING_STEP_MS,
+                page_limit=endpoint.max_limit,
+            ),
+            params={endpoint.symbol_param: symbol},
+            interval=None,
+            symbol=symbol,
+            decode=decode,
+            column="funding_time",
+        )
         if not pages:
             return empty_funding()
         return (
@@ -341,10 +460,70 @@ class RestClient:
             .filter(
                 (pl.col("funding_time") >= ms_to_datetime(start_ms))
                 & (pl.col("funding_time") < ms_to_datetime(end_ms))
+                & (pl.col("symbol") == symbol)
             )
             .unique(subset="funding_time", keep="last", maintain_order=True)
             .sort("funding_time")
         )
+
+    # -- the paging loop -----------------------------------------------------------------------
+
+    def _walk(
+        self,
+        market: str,
+        endpoint_at: Callable[[int], _E],
+        paging: Paging,
+        lo: int,
+        hi: int,
+        step: int,
+        *,
+        guard: PageGuard,
+        params: Mapping[str, str | int],
+        interval: str | None,
+        symbol: str,
+        decode: Callable[[_E, Any], tuple[pl.DataFrame, int]],
+        column: str,
+    ) -> list[pl.DataFrame]:
+        """Every page of [lo, hi] (ms, inclusive) as `paging` walks it; the guard checks each."""
+        http = self._http[market if self.spec.markets[market].base_url else ""]
+        pages: list[pl.DataFrame] = []
+        cursor = paging.start(lo, hi)
+        while cursor is not None:
+            current = endpoint_at(cursor)
+            asked = paging.window(cursor, lo, hi, step, current.max_limit)
+            query: dict[str, str | int] = {**params, **current.fixed_params}
+            if interval is not None and isinstance(current, CandleEndpoint):
+                query[current.interval_param] = interval
+            unit: TimeUnit = current.time_unit if isinstance(current, CandleEndpoint) else "ms"
+            pad = (1000 if unit in ("s", "iso") else 1) if current.exclusive_bounds else 0
+            if current.start_param:
+                query[current.start_param] = wire_time(asked[0] - pad, unit)
+            if current.end_param:
+                query[current.end_param] = wire_time(asked[1] + pad, unit)
+            if current.limit_param:
+                query[current.limit_param] = current.max_limit
+            weight = (
+                current.weight_for(current.max_limit)
+                if isinstance(current, CandleEndpoint)
+                else current.weight
+            )
+            payload = http.get(
+                current.path.format(symbol=symbol),
+                query,
+                weight=weight,
+                limiter=self._limiters[current.rate_limit],
+            )
+            frame, sent = decode(current, payload)
+            pages.append(frame)
+            times = frame[column]
+            page = Page(
+                rows=sent,
+                limit=current.max_limit,
+                oldest=None if frame.is_empty() else datetime_to_ms(times.min()),  # type: ignore[arg-type]
+                newest=None if frame.is_empty() else datetime_to_ms(times.max()),  # type: ignore[arg-type]
+            )
+            cursor = paging.next(cursor, asked, page, lo, hi, step, guard)
+        return pages
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -360,7 +539,7 @@ class RestClient:
             ) from None
 
     def _check_symbol(self, spec: MarketSpec, symbol: str, path: str) -> None:
-        if not re.fullmatch(spec.symbol_pattern, symbol):
+        if spec.symbol_pattern is not None and not re.fullmatch(spec.symbol_pattern, symbol):
             raise InvalidRequest(
                 self.venue,
                 path,
@@ -402,30 +581,19 @@ class RestClient:
         oldest = (now_ms // step - (endpoint.history_bars - 1)) * step
         return endpoint if lo >= oldest else endpoint.older
 
-    def _candle_params(
-        self, endpoint: CandleEndpoint, symbol: str, interval: str, lo: int, hi: int
-    ) -> dict[str, str | int]:
-        params: dict[str, str | int] = dict(endpoint.fixed_params)
-        if endpoint.symbol_param:
-            params[endpoint.symbol_param] = symbol
-        params[endpoint.interval_param] = endpoint.intervals[interval]
-        pad = 1 if endpoint.exclusive_bounds else 0
-        unit_ms = 1000 if endpoint.time_unit in ("s", "iso") else 1
-        if endpoint.start_param:
-            params[endpoint.start_param] = wire_time(lo - pad * unit_ms, endpoint.time_unit)
-        if endpoint.end_param:
-            params[endpoint.end_param] = wire_time(hi + pad * unit_ms, endpoint.time_unit)
-        if endpoint.limit_param:
-            params[endpoint.limit_param] = endpoint.max_limit
-        return params
-
-    def _server_time_ms(self) -> int:
-        spec = self.spec.time
-        payload = self._http.get(spec.path, limiter=self._limiters[spec.rate_limit])
+    def _server_time_ms(self, market: str | None = None) -> int:
+        if market is not None:
+            self._market(market)
+        spec = self.spec.time if market is None else self.spec.market_time(market)
+        own_host = market is not None and self.spec.markets[market].base_url
+        http = self._http[market if own_host and market else ""]
+        payload = http.get(spec.path, limiter=self._limiters[spec.rate_limit])
         try:
             value = payload
             for step in spec.field_path:
                 value = value[step]
+            if spec.integer and (not isinstance(value, int) or isinstance(value, bool)):
+                raise TypeError(value)
             number = float(value)
             if not math.isfinite(number):
                 raise ValueError(value)
