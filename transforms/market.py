@@ -100,13 +100,22 @@ def _nan_median_mad(windows: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Median and median absolute deviation of each row, ignoring NaN (NaN for an empty row)."""
 
     def median(rows: FloatArray) -> FloatArray:
-        ordered = np.sort(rows, axis=1)  # NaN sort last
         count = (~np.isnan(rows)).sum(axis=1)
-        lo = np.maximum((count - 1) // 2, 0)
-        hi = np.maximum(count // 2, 0)
-        at = np.arange(len(rows))
-        mid = 0.5 * (ordered[at, lo] + ordered[at, hi])
-        return np.where(count > 0, mid, np.nan)
+        out = np.full(len(rows), np.nan)
+        width = rows.shape[1]
+        # Full rows (most): a partition around the middle, not a sort.
+        full = count == width
+        if full.any():
+            lo, hi = (width - 1) // 2, width // 2
+            part = np.partition(rows[full], (lo, hi), axis=1)
+            out[full] = 0.5 * (part[:, lo] + part[:, hi])
+        some = ~full & (count > 0)
+        if some.any():
+            ordered = np.sort(rows[some], axis=1)  # NaN sort last
+            n = count[some]
+            at = np.arange(len(ordered))
+            out[some] = 0.5 * (ordered[at, (n - 1) // 2] + ordered[at, n // 2])
+        return out
 
     if windows.shape[0] == 0:
         return np.zeros(0), np.zeros(0)

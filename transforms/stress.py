@@ -108,28 +108,54 @@ def forbes_rigobon(corr: FloatArray, delta: FloatArray) -> FloatArray:
         return corr / np.sqrt(1.0 + delta * (1.0 - corr * corr))
 
 
-def trailing_zscore(values: FloatArray, hours: int) -> tuple[FloatArray, FloatArray]:
-    """(mean, z) of each value against the `hours` values before it (rows are consecutive hours).
+def trailing_sums(values: FloatArray, hours: int, origin: int = 0) -> FloatArray:
+    """For each row i: the sum of the `hours` values before it (rows before the first are 0).
+
+    O(rows), and each sum depends on its window's values only, not on where the array starts:
+    rows are cut into blocks of `hours` anchored on absolute row numbers (`origin` is the
+    absolute number of row 0), and a window is the suffix of one block plus the prefix of the
+    next, each summed within its block. So an incremental run sums exactly as a full one.
+    """
+    n = len(values)
+    lead = hours + origin % hours
+    padded = np.concatenate([np.zeros(lead), values])
+    padded = np.concatenate([padded, np.zeros(hours + (-len(padded)) % hours)])
+    blocks = padded.reshape(-1, hours)
+    prefix = np.zeros_like(blocks)  # sum of the block's rows before this one
+    prefix[:, 1:] = np.cumsum(blocks, axis=1)[:, :-1]
+    suffix = np.cumsum(blocks[:, ::-1], axis=1)[:, ::-1]  # this row to the block's end
+    ends = np.arange(n) + lead  # the window of row i is padded[ends - hours : ends]
+    return suffix.ravel()[ends - hours] + prefix.ravel()[ends]
+
+
+def trailing_zscore(
+    values: FloatArray, hours: int, origin: int = 0
+) -> tuple[FloatArray, FloatArray]:
+    """(mean, z) of each value against the `hours` values before it (rows are consecutive hours;
+    `origin` is the absolute hour of row 0, see `trailing_sums`).
 
     NaN without enough history (fewer than BASELINE_COVERAGE of the hours have a value) or when
-    the baseline is ~constant.
+    the baseline is constant.
     """
     n = len(values)
     if n == 0:
         return values.copy(), values.copy()
-    # Row t sees the `hours` values before it; hours before the first row count as missing.
-    padded = np.concatenate([np.full(hours, np.nan), values[:-1]])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, hours)
-    have = ~np.isnan(windows)
-    count = have.sum(axis=1)
+    have = ~np.isnan(values)
+    known = np.where(have, values, 0.0)
+    count = trailing_sums(have.astype(np.float64), hours, origin)
+    s1 = trailing_sums(known, hours, origin)
+    s2 = trailing_sums(known * known, hours, origin)
     enough = count >= max(2, int(np.ceil(BASELINE_COVERAGE * hours)))
     safe = np.maximum(count, 2)
-    m = np.where(have, windows, 0.0).sum(axis=1) / safe
-    dev = np.where(have, windows - m[:, None], 0.0)
-    std = np.sqrt((dev * dev).sum(axis=1) / (safe - 1))
+    mean = s1 / safe
+    std = np.sqrt(np.maximum(s2 - s1 * mean, 0.0) / (safe - 1))
+    # Row t's window is prev[t - hours + 1 .. t]: a constant one has no z.
+    prev = pl.Series(np.concatenate([[np.nan], values[:-1]])).fill_nan(None)
+    spread = prev.rolling_max(hours, min_samples=1) - prev.rolling_min(hours, min_samples=1)
+    varies = spread.fill_null(0.0).to_numpy() > 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (values - m) / std
-    return np.where(enough, m, np.nan), np.where(enough & (std > MIN_STD), z, np.nan)
+        z = (values - mean) / std
+    return np.where(enough, mean, np.nan), np.where(enough & varies & (std > MIN_STD), z, np.nan)
 
 
 def basket_metrics(
@@ -288,7 +314,7 @@ def _baseline(
         return values.copy(), values.copy()
     grid = np.full(int(hours[-1] - hours[0]) + 1, np.nan)
     grid[hours - hours[0]] = values
-    mean, z = trailing_zscore(grid, span)
+    mean, z = trailing_zscore(grid, span, origin=int(hours[0]))
     return mean[hours - hours[0]], z[hours - hours[0]]
 
 

@@ -8,18 +8,22 @@ data_staleness rules see, for each hour, how old each series' newest candle was 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from hedgewatch import pipeline
 from hedgewatch.alerts.inhibit import inhibit
-from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Observation, Rule, observe_rows
+from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Observation, Rule
 from hedgewatch.alerts.scorecard import LabelledEvent, Peak, alert_json, peak_in, watches
 from hedgewatch.alerts.state import AlertEvent, AlertState, advance
 from hedgewatch.settings import Settings
@@ -50,43 +54,39 @@ class BacktestResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def history_needed(settings: Settings) -> timedelta:
-    """How far before the first replayed hour the metrics read: the longest window, the z-score
-    baseline, and a day for daily baskets (the same lookback `pipeline.compute` uses)."""
-    metrics = settings.metrics
-    longest = max(metrics.window_hours)
-    daily = timedelta(days=longest // 24 + 3) if metrics.daily_baskets else timedelta(0)
-    return HOUR * (longest + metrics.baseline_hours + 24 + 2) + daily
-
-
-def _memory_store(settings: Settings, database: Path, start: datetime, end: datetime) -> Store:
+def _inputs(
+    settings: Settings, database: Path, start: datetime, end: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The closes (instrument, open_time, close) and funding the metrics of [start, end] read."""
     if not database.exists():
         raise StoreError(f"{database}: database not found")
-    first = start - history_needed(settings)
+    first = pipeline.history_from(settings, start)
     with Store.open(database, read_only=True, timeout_s=settings.storage.lock_timeout_s) as source:
-        candles = source.candles_between(first, end)
-        funding = source.funding_between(first - timedelta(days=1), end)
-    store = Store.in_memory()
-    store.insert_rows("candles", candles)
-    store.insert_rows("funding", funding)
-    return store
+        closes = source.closes(pipeline.instruments_frame(settings), first)
+        funded = settings.metrics.funding and pipeline._funded_perps(settings)
+        funding = source.funding_since(first) if funded else None
+    closes = closes.filter(pl.col("open_time") <= end)
+    if funding is not None:
+        funding = funding.filter(pl.col("funding_time") <= end)
+    return closes, funding
 
 
 def freshness_history(
-    store: Store, settings: Settings, start: datetime, end: datetime
+    closes: pl.DataFrame, settings: Settings, start: datetime, end: datetime
 ) -> pl.DataFrame:
-    """For every hour in [start, end] and instrument: the age of its newest candle at that hour."""
+    """For every hour in [start, end] and instrument: the age of its newest candle at that hour,
+    from the closes (instrument, open_time) of every configured instrument."""
     frames = []
     hours = pl.datetime_range(start, end, "1h", time_zone="UTC", eager=True).cast(
         pl.Datetime("us", "UTC")
     )
     grid = pl.DataFrame({"open_time": hours})
+    by_id = closes.select(
+        "instrument", pl.col("open_time").cast(pl.Datetime("us", "UTC"))
+    ).partition_by("instrument", as_dict=True)
     for inst in settings.instruments:
-        times = store.series_open_times(inst.venue, inst.market, inst.symbol, inst.interval)
-        times = times.with_columns(
-            pl.col("open_time").cast(pl.Datetime("us", "UTC")),
-            pl.col("open_time").cast(pl.Datetime("us", "UTC")).alias("last_open_time"),
-        )
+        times = by_id.get((inst.id,), pl.DataFrame(schema=grid.schema)).select("open_time")
+        times = times.with_columns(pl.col("open_time").alias("last_open_time"))
         joined = grid.join_asof(times, on="open_time", strategy="backward")
         present = grid.join(
             times.select("open_time", pl.lit(1).alias("has")), on="open_time", how="left"
@@ -121,8 +121,10 @@ class History:
     end: datetime
     frames: dict[str, pl.DataFrame]
     timings: dict[str, float] = field(default_factory=dict)
-    # Observations per rule (keyed by what observe_rows reads), shared by sweeps.
-    observations: dict[tuple[object, ...], list[Observation]] = field(default_factory=dict)
+    # Each rule's series (keyed by what it depends on), shared by sweeps.
+    series: dict[tuple[object, ...], dict[str, SubjectSeries]] = field(default_factory=dict)
+    # Each source's rows of one window on the hour grid, shared by the rules that read it.
+    grids: dict[tuple[str, int], pl.DataFrame] = field(default_factory=dict)
 
     @property
     def hours(self) -> int:
@@ -132,32 +134,41 @@ class History:
 def compute_history(
     settings: Settings, start: datetime, end: datetime, database: Path | None = None
 ) -> History:
-    """Copy the candles into memory and compute every metric over [start, end] once."""
+    """Read the closes and compute every metric over [start, end] once, in memory.
+
+    The same `pipeline.metric_frames` as an hourly run, with the basket baselines computed from
+    the closes (not read from stored rows), for the windows the rules read, and without the
+    pair-level rows no rule reads.
+    """
     if end <= start:
         raise ValueError("--to must be after --from")
     clock = time.perf_counter()
     timings: dict[str, float] = {}
-    store = _memory_store(settings, database or settings.storage.database, start, end)
+    closes, funding = _inputs(settings, database or settings.storage.database, start, end)
     timings["load"] = time.perf_counter() - clock
-    try:
-        clock = time.perf_counter()
-        pipeline.compute(store, settings, start)
-        hedges = store.metrics_since("hedge_metrics", start).filter(pl.col("open_time") <= end)
-        baskets = store.metrics_since("basket_metrics", start).filter(pl.col("open_time") <= end)
-        stale = [r for r in settings.alerts.rules if r.kind == "data_staleness"]
-        fresh = freshness_history(store, settings, start, end) if stale else pl.DataFrame()
-        timings["metrics"] = time.perf_counter() - clock
-    finally:
-        store.close()
-    frames = {"hedge": hedges, "basket": baskets, "freshness": fresh}
-    return History(settings, start, end, frames, timings)
+    clock = time.perf_counter()
+    windows: dict[str, set[int]] = defaultdict(set)
+    for rule in settings.alerts.rules:
+        source = KINDS[rule.kind].source
+        if source in ("hedge", "basket"):
+            windows[source].add(rule.window_hours)
+    frames = pipeline.metric_frames(
+        settings, closes, funding, start, end, pairs=False, only=windows
+    )
+    empty = pl.DataFrame()
+    hedges = frames.hedges if frames is not None else empty
+    baskets = frames.baskets if frames is not None else empty
+    stale = [r for r in settings.alerts.rules if r.kind == "data_staleness"]
+    fresh = freshness_history(closes, settings, start, end) if stale else empty
+    timings["metrics"] = time.perf_counter() - clock
+    frames_by_source = {"hedge": hedges, "basket": baskets, "freshness": fresh}
+    return History(settings, start, end, frames_by_source, timings)
 
 
 def _observation_key(rule: Rule) -> tuple[object, ...]:
-    """What `observe_rows` reads of a rule: rules equal in these see the same observations."""
+    """What a rule's series depends on: rules equal in these see the same observations."""
     z = rule.z_metric_name if rule.z_fire_above is not None else None
     return (
-        rule.name,
         rule.kind,
         rule.watched_metric,
         z,
@@ -167,26 +178,144 @@ def _observation_key(rule: Rule) -> tuple[object, ...]:
     )
 
 
-def observations(history: History, rule: Rule) -> list[Observation]:
-    """The rule's observations over the history, in time order (cached on the history)."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SubjectSeries:
+    """What one rule sees of one subject, hour by hour, as columns (NaN: no value, no z).
+
+    The same numbers `observe_rows` puts into each `Observation`, computed for every hour at
+    once; `observation(rule, i)` builds the one of row i only when the state machine needs it.
+    """
+
+    subject: str
+    micros: npt.NDArray[np.int64]  # open_time, microseconds since the epoch (UTC)
+    value: npt.NDArray[np.float64]
+    n_obs: npt.NDArray[np.int64]
+    z: npt.NDArray[np.float64]
+    members: list[Any] | None  # per row, for sources that record a member set
+
+    def __len__(self) -> int:
+        return len(self.micros)
+
+    def ts(self, i: int) -> datetime:
+        return _EPOCH + timedelta(microseconds=int(self.micros[i]))
+
+    def observation(self, rule: Rule, i: int) -> Observation:
+        value = float(self.value[i])
+        z = float(self.z[i])
+        context: dict[str, Any] = {
+            "rule_kind": rule.kind,
+            "metric": rule.watched_metric,
+            "window": rule.window,
+        }
+        if self.members is not None:
+            context["members"] = self.members[i]
+        return Observation(
+            rule.name,
+            self.subject,
+            self.ts(i),
+            None if math.isnan(value) else value,
+            int(self.n_obs[i]),
+            rule.fire_threshold,
+            context,
+            None if math.isnan(z) else z,
+        )
+
+    def has_data(self, min_obs: int) -> npt.NDArray[np.bool_]:
+        """Hours with a value from at least `min_obs` observations."""
+        return ~np.isnan(self.value) & (self.n_obs >= min_obs)
+
+
+def rule_series(rule: Rule, frame: pl.DataFrame) -> dict[str, SubjectSeries]:
+    """The rule's series per subject from a time-ordered metrics frame (one window): the
+    values of `observe_rows(rule, frame, explain=False)`, computed column-wise."""
+    spec = KINDS[rule.kind]
+    subject_col = SUBJECT_COLUMN[spec.source]
+    if frame.is_empty():
+        return {}
+    if "*" not in rule.subjects:
+        frame = frame.filter(pl.col(subject_col).is_in(sorted(set(rule.subjects))))
+
+    def finite(name: str) -> pl.Expr:
+        if name not in frame.columns:
+            return pl.lit(None, pl.Float64)
+        col = pl.col(name).cast(pl.Float64)
+        return pl.when(col.is_finite()).then(col)
+
+    value = finite(rule.watched_metric)
+    if rule.kind == "hedge_ratio_drift":
+        value = value.abs()
+        if rule.drift == "relative":
+            held = finite("held_ratio")
+            value = pl.when(held.is_not_null() & (held != 0)).then(value / held)
+    if spec.source == "freshness":
+        n_obs = pl.lit(rule.min_obs, pl.Int64)  # freshness is a count, not a sample
+    elif "n_obs" in frame.columns:
+        n_obs = pl.col("n_obs").fill_null(0).cast(pl.Int64)
+    else:
+        n_obs = pl.lit(0, pl.Int64)
+    z_col = rule.z_metric_name if rule.z_fire_above is not None else None
+    z = finite(z_col) if z_col is not None else pl.lit(None, pl.Float64)
+    has_members = "members" in frame.columns
+    columns = frame.select(
+        pl.col(subject_col).alias("subject"),
+        pl.col("open_time").dt.epoch("us").alias("micros"),
+        value.fill_null(np.nan).alias("value"),
+        n_obs.alias("n_obs"),
+        z.fill_null(np.nan).alias("z"),
+        *([pl.col("members")] if has_members else []),
+    )
+    out: dict[str, SubjectSeries] = {}
+    parts = columns.partition_by("subject", as_dict=True, maintain_order=True)
+    for (subject,), part in parts.items():
+        out[str(subject)] = SubjectSeries(
+            subject=str(subject),
+            micros=part["micros"].to_numpy(),
+            value=part["value"].to_numpy(),
+            n_obs=part["n_obs"].to_numpy(),
+            z=part["z"].to_numpy(),
+            members=part["members"].to_list() if has_members else None,
+        )
+    return out
+
+
+def series(history: History, rule: Rule) -> dict[str, SubjectSeries]:
+    """The rule's series over the history, per subject (cached on the history)."""
     key = _observation_key(rule)
-    found = history.observations.get(key)
+    found = history.series.get(key)
     if found is not None:
         return found
     source = KINDS[rule.kind].source
     frame = history.frames.get(source)
     if frame is None or frame.is_empty():
-        found = []
+        found = {}
     else:
         if source != "freshness":
-            frame = _every_hour(
-                frame.filter(pl.col("window_hours") == rule.window_hours),
-                SUBJECT_COLUMN[source],
-                history.end,
-            )
-        found = list(observe_rows(rule, frame.sort("open_time"), explain=False))
-    history.observations[key] = found
+            grid_key = (source, rule.window_hours)
+            gridded = history.grids.get(grid_key)
+            if gridded is None:
+                gridded = _every_hour(
+                    frame.filter(pl.col("window_hours") == rule.window_hours),
+                    SUBJECT_COLUMN[source],
+                    history.end,
+                ).sort("open_time", maintain_order=True)
+                history.grids[grid_key] = gridded
+            frame = gridded
+        else:
+            frame = frame.sort("open_time", maintain_order=True)
+        found = rule_series(rule, frame)
+    history.series[key] = found
     return found
+
+
+def observations(history: History, rule: Rule) -> list[Observation]:
+    """The rule's observations over the history, every subject, in time order."""
+    built = [
+        one.observation(rule, i) for one in series(history, rule).values() for i in range(len(one))
+    ]
+    return sorted(built, key=lambda o: o.ts)
 
 
 def _every_hour(frame: pl.DataFrame, subject: str, end: datetime) -> pl.DataFrame:
@@ -211,49 +340,71 @@ def _every_hour(frame: pl.DataFrame, subject: str, end: datetime) -> pl.DataFram
 
 
 def walk(rule: Rule, obs: list[Observation]) -> list[AlertEvent]:
-    """The events of one rule's state machines over its observations.
-
-    The same events as calling `advance` on every observation, faster: while a subject is ok,
-    an hour that neither breaches nor (with `no_data = "alert"`) lacks data changes nothing
-    but `last_value` and `no_data_since`, so those hours only note them, and the state catches
-    up before the next hour that `advance` must see.
-    """
+    """The events of `advance` on every observation, by subject (the reference `walk_series`
+    is checked against)."""
     states: dict[str, AlertState] = {}
-    quiet: dict[str, tuple[float | None, datetime | None]] = {}  # noted, not yet applied
     events: list[AlertEvent] = []
-    fire = rule.fire_threshold
-    above = rule.direction == "above"
-    z_fire = rule.z_fire_above
-    min_obs = rule.min_obs
-    alert_on_no_data = rule.no_data == "alert"
     for one in obs:
-        subject = one.subject
-        state = states.get(subject)
-        if state is not None and state.status == "ok":
-            value = one.value
-            if value is not None and one.n_obs >= min_obs:
-                z = one.z
-                if not (
-                    (value > fire if above else value < fire)
-                    or (z_fire is not None and z is not None and z > z_fire)
-                ):
-                    quiet[subject] = (value, None)
-                    continue
-            elif not alert_on_no_data:
-                last, since = quiet.get(subject, (state.last_value, state.no_data_since))
-                quiet[subject] = (last, since or one.ts)
-                continue
-        if subject in quiet and state is not None:
-            last, since = quiet.pop(subject)
-            state = _caught_up(state, last, since)
-        state, new = advance(state, one, rule)
-        states[subject] = state
-        if new:
-            events.extend(new)
+        state, new = advance(states.get(one.subject), one, rule)
+        states[one.subject] = state
+        events.extend(new)
     return events
 
 
-def _caught_up(state: AlertState, last: float | None, since: datetime | None) -> AlertState:
+def walk_series(rule: Rule, by_subject: dict[str, SubjectSeries]) -> list[AlertEvent]:
+    """The events of one rule's state machines over its series: the same events as `advance`
+    on every hour, faster.
+
+    While a subject is ok, an hour that neither breaches nor (with `no_data = "alert"`) lacks
+    data changes nothing but `last_value` and `no_data_since`; such hours are found for all
+    hours at once, jumped over, and the state catches up on them before the next hour that
+    `advance` must see. Pending, firing and cooldown hours all go through `advance`.
+    """
+    fire = rule.fire_threshold
+    z_fire = rule.z_fire_above
+    events: list[AlertEvent] = []
+    for one in by_subject.values():
+        n = len(one)
+        has = one.has_data(rule.min_obs)
+        with np.errstate(invalid="ignore"):
+            beyond = one.value > fire if rule.direction == "above" else one.value < fire
+            if z_fire is not None:
+                beyond |= one.z > z_fire
+        must = has & beyond
+        if rule.no_data == "alert":
+            must |= ~has
+        hot = np.flatnonzero(must)
+        data = np.flatnonzero(has)
+        state: AlertState | None = None
+        i = 0
+        while i < n:
+            if state is not None and state.status == "ok":
+                k = int(np.searchsorted(hot, i))
+                j = int(hot[k]) if k < len(hot) else n
+                if j > i:
+                    state = _caught_up(state, one, data, i, j)
+                    i = j
+                    if i == n:
+                        break
+            state, new = advance(state, one.observation(rule, i), rule)
+            events.extend(new)
+            i += 1
+    return events
+
+
+def _caught_up(
+    state: AlertState, one: SubjectSeries, data: npt.NDArray[np.intp], i: int, j: int
+) -> AlertState:
+    """The state after the quiet hours [i, j): the last value seen and the start of the
+    no-data run they end in, as `advance` would have left them."""
+    k = int(np.searchsorted(data, j)) - 1
+    last_data = int(data[k]) if k >= 0 else -1
+    if last_data >= i:
+        last: float | None = float(one.value[last_data])
+        since = one.ts(last_data + 1) if last_data + 1 < j else None
+    else:
+        last = state.last_value
+        since = state.no_data_since or one.ts(i)
     return AlertState(**{**state.__dict__, "last_value": last, "no_data_since": since})
 
 
@@ -272,7 +423,7 @@ def replay(
         key = repr(rule)
         mine = walked.get(key) if walked is not None else None
         if mine is None:
-            mine = walk(rule, observations(history, rule))
+            mine = walk_series(rule, series(history, rule))
             if walked is not None:
                 walked[key] = mine
         events.extend(mine)
@@ -315,10 +466,9 @@ def backtest_history(history: History, rules: list[Rule] | None = None) -> Backt
     for rule in rules:
         if not KINDS[rule.kind].source:
             continue
-        for obs in observations(history, rule):
-            subjects[rule.name].add(obs.subject)
-            if obs.value is None or obs.n_obs < rule.min_obs:
-                no_data[rule.name] += 1
+        for subject, one in series(history, rule).items():
+            subjects[rule.name].add(subject)
+            no_data[rule.name] += int((~one.has_data(rule.min_obs)).sum())
     timings = dict(history.timings)
     timings["rules"] = time.perf_counter() - clock
     summaries = summarise(rules, events, history.end, history.hours)
@@ -338,12 +488,22 @@ def event_peaks(
         for rule in rules:
             if not watches(rule, event):
                 continue
-            series = [o for o in observations(history, rule) if o.subject == event.subject]
-            peak = peak_in(rule, [o.ts for o in series], [o.value for o in series], event)
+            one = series(history, rule).get(event.subject)
+            if one is None:
+                continue
+            first, last = event.span
+            lo = np.searchsorted(one.micros, _micros(first))
+            hi = np.searchsorted(one.micros, _micros(last), side="right")
+            values = [None if math.isnan(v) else float(v) for v in one.value[lo:hi]]
+            peak = peak_in(rule, [one.ts(i) for i in range(lo, hi)], values, event)
             if peak is not None:
                 peaks.append(peak)
         out[event.name] = peaks
     return out
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def summarise(

@@ -10,7 +10,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,6 +174,35 @@ def metric_pairs(settings: Settings) -> list[tuple[str, str]]:
     return list(pairs)
 
 
+@dataclass(frozen=True)
+class MetricFrames:
+    """The metric rows of one compute: pair correlations, hedges, baskets and EWMA pairs."""
+
+    pairs: pl.DataFrame
+    hedges: pl.DataFrame
+    baskets: pl.DataFrame
+    ewma: pl.DataFrame
+    through: datetime | None
+
+
+def history_from(settings: Settings, since: datetime) -> datetime:
+    """The first hour whose candles the metrics of the hours from `since` on read.
+
+    The longest window (or EWMA anchor span) behind `since`, and returns need one candle more;
+    robust baselines (hedges against their own normal, basket stress) read the baseline hours
+    before the day of `since`, each value needing a window of returns before it.
+    """
+    m = settings.metrics
+    longest = max(m.window_hours)
+    spans = [longest] + [ANCHOR_HALFLIVES * h for h in m.ewma_halflife_hours]
+    first = min(history_start(since, span) for span in spans) - HOUR
+    first = min(first, _day(since) - timedelta(hours=m.baseline_hours + longest) - HOUR)
+    if m.daily_baskets:
+        # Whole days only: the first daily return needs the previous day's last close.
+        first = _day(first) - timedelta(days=1)
+    return first
+
+
 def compute(
     store: Store, settings: Settings, since: datetime | None, until: datetime | None = None
 ) -> ComputeResult:
@@ -187,57 +216,95 @@ def compute(
     if since is None:
         return ComputeResult(since=None, through=None)
     m = settings.metrics
+    if m.daily_baskets:
+        # A changed hour changes its day's daily return: recompute from the day's start.
+        since = _day(since)
+    first = history_from(settings, since)
+    # Baskets' z-scores read their baseline from the stored rows instead of recomputing them;
+    # a day's robust baselines read the baseline hours before that day's start.
+    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
+    closes = store.closes(instruments_frame(settings), first)
+    funding = store.funding_since(first) if m.funding and _funded_perps(settings) else None
+    frames = metric_frames(settings, closes, funding, since, until, baseline=baseline)
+    if frames is None:
+        return ComputeResult(since=since, through=None)
+    store.replace_metrics(
+        since,
+        frames.pairs,
+        frames.hedges,
+        frames.baskets,
+        frames.ewma,
+        until=until,
+        fingerprint=metrics_settings(settings),
+    )
+    return ComputeResult(
+        since=since,
+        through=frames.through,
+        hedge_rows=frames.hedges.height,
+        basket_rows=frames.baskets.height,
+        pair_rows=frames.pairs.height,
+    )
+
+
+def metric_frames(
+    settings: Settings,
+    closes: pl.DataFrame,
+    funding: pl.DataFrame | None,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    baseline: pl.DataFrame | None = None,
+    pairs: bool = True,
+    only: Mapping[str, Collection[int]] | None = None,
+) -> MetricFrames | None:
+    """Every metric row from `since` on (through `until`), from closes (instrument, open_time,
+    close) reaching back to `history_from(settings, since)` and the perps' funding; None without
+    closes. `baseline` holds stored basket rows before `since` (None: recompute them from the
+    closes). `pairs=False` leaves out the pair-level rows (pair correlations and EWMA), which no
+    alert rule reads.
+    """
+    m = settings.metrics
     windows = m.window_hours
     longest = max(windows)
     daily = set(m.daily_baskets)
-    if daily:
-        # A changed hour changes its day's daily return: recompute from the day's start.
-        since = _day(since)
-    # The longest window (or EWMA anchor span) behind `since`; returns need one candle more.
-    # Baskets' z-scores read their baseline from the stored rows instead of recomputing them.
-    spans = [longest] + [ANCHOR_HALFLIVES * h for h in m.ewma_halflife_hours]
-    history_from = min(history_start(since, span) for span in spans) - HOUR
-    # Robust baselines (hedges against their own normal, basket stress) read the baseline hours
-    # before the day of `since`, each value needing a window of returns before it.
-    history_from = min(
-        history_from, _day(since) - timedelta(hours=m.baseline_hours + longest) - HOUR
-    )
-    if daily:
-        # Whole days only: the first daily return needs the previous day's last close.
-        history_from = _day(history_from) - timedelta(days=1)
-    # A day's robust baselines read the baseline hours before that day's start.
-    baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
-    closes = store.closes(instruments_frame(settings), history_from)
     if until is not None:
         closes = closes.filter(pl.col("open_time") <= until)
     if closes.is_empty():
-        return ComputeResult(since=since, through=None)
+        return None
     ids = [i.id for i in settings.instruments]
     wide = to_wide(to_log_returns(closes), ids)
-    hedge_wide = _with_funding(store, settings, wide, history_from) if m.funding else wide
+    perps = _funded_perps(settings)
+    hedge_wide = add_funding(wide, funding, perps) if funding is not None and perps else wide
     daily_wide = to_daily(wide) if daily else None
-    pairs: list[pl.DataFrame] = []
+    pair_rows: list[pl.DataFrame] = []
     hedges: list[pl.DataFrame] = []
     baskets: list[pl.DataFrame] = []
     for window in windows:
         min_obs = m.min_obs(window)
-        pairs.append(_pair_rows(wide, metric_pairs(settings), window, min_obs, since, settings))
-        hedges.extend(
-            hedge_metrics(
-                hedge_wide,
-                h.spec(),
-                window,
-                min_obs,
-                since=since,
-                baseline_hours=longest,
-                baseline_min_obs=m.min_obs(longest),
-                z=m.z,
-                normal_hours=m.baseline_hours,
+        if pairs:
+            pair_rows.append(
+                _pair_rows(wide, metric_pairs(settings), window, min_obs, since, settings)
             )
-            for h in settings.hedges
-        )
+        if only is None or window in only.get("hedge", ()):
+            hedges.extend(
+                hedge_metrics(
+                    hedge_wide,
+                    h.spec(),
+                    window,
+                    min_obs,
+                    since=since,
+                    baseline_hours=longest,
+                    baseline_min_obs=m.min_obs(longest),
+                    z=m.z,
+                    normal_hours=m.baseline_hours,
+                )
+                for h in settings.hedges
+            )
         for basket in settings.baskets:
+            if only is not None and window not in only.get("basket", ()):
+                continue
             spec = basket.spec(m.absorption_k)
+            stored = None if baseline is None else _baseline_of(baseline, basket.name, window)
             if basket.name in daily:
                 assert daily_wide is not None
                 if window // 24 < 3:
@@ -251,7 +318,7 @@ def compute(
                     baseline_hours=m.baseline_hours,
                     volatility_window_hours=longest,
                     step_hours=24,
-                    baseline_history=_baseline_of(baseline, basket.name, window),
+                    baseline_history=stored,
                 )
             else:
                 frame = basket_metrics(
@@ -262,36 +329,26 @@ def compute(
                     since=since,
                     baseline_hours=m.baseline_hours,
                     volatility_window_hours=longest,
-                    baseline_history=_baseline_of(baseline, basket.name, window),
+                    baseline_history=stored,
                     coverage=m.min_coverage,
                 )
             baskets.append(frame)
-    ewma = [
-        ewma_correlation_pairs(
-            wide, metric_pairs(settings), halflife, m.min_obs(halflife), since=since
-        ).with_columns(pl.lit(halflife, pl.Int32).alias("halflife_hours"))
-        for halflife in m.ewma_halflife_hours
-    ]
-    pair_frame = _concat(pairs)
-    hedge_frame = _concat(hedges)
-    basket_frame = _concat(baskets)
-    ewma_frame = _concat(ewma)
-    store.replace_metrics(
-        since,
-        pair_frame,
-        hedge_frame,
-        basket_frame,
-        ewma_frame,
-        until=until,
-        fingerprint=metrics_settings(settings),
+    ewma = (
+        [
+            ewma_correlation_pairs(
+                wide, metric_pairs(settings), halflife, m.min_obs(halflife), since=since
+            ).with_columns(pl.lit(halflife, pl.Int32).alias("halflife_hours"))
+            for halflife in m.ewma_halflife_hours
+        ]
+        if pairs
+        else []
     )
-    through = wide["open_time"].max()
-    return ComputeResult(
-        since=since,
-        through=through,  # type: ignore[arg-type]
-        hedge_rows=hedge_frame.height,
-        basket_rows=basket_frame.height,
-        pair_rows=pair_frame.height,
+    return MetricFrames(
+        pairs=_concat(pair_rows),
+        hedges=_concat(hedges),
+        baskets=_concat(baskets),
+        ewma=_concat(ewma),
+        through=wide["open_time"].max(),  # type: ignore[arg-type]
     )
 
 
@@ -366,19 +423,14 @@ def _pair_rows(
     return frame
 
 
-def _with_funding(
-    store: Store, settings: Settings, wide: pl.DataFrame, history_from: datetime
-) -> pl.DataFrame:
-    perps = {
+def _funded_perps(settings: Settings) -> dict[str, tuple[str, str]]:
+    """The perpetuals that are a hedge's leg: instrument id -> (venue, symbol)."""
+    return {
         i.id: (i.venue, i.symbol)
         for i in settings.instruments
         if i.market == "perp"
         and any(i.id in (h.legs[0].instrument, h.legs[1].instrument) for h in settings.hedges)
     }
-    if not perps:
-        return wide
-    funding = store.funding_since(history_from)
-    return add_funding(wide, funding, perps)
 
 
 def _concat(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:

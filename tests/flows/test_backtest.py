@@ -272,7 +272,7 @@ def test_a_missing_row_is_an_hour_without_data_as_in_the_hourly_run() -> None:
     from datetime import UTC, timedelta
 
     from hedgewatch.alerts.rules import Rule
-    from hedgewatch.backtest import History, observations, walk
+    from hedgewatch.backtest import History, observations, series, walk, walk_series
     from hedgewatch.settings import load_settings
 
     t0 = datetime(2022, 5, 1, tzinfo=UTC)
@@ -301,3 +301,4 @@ def test_a_missing_row_is_an_hour_without_data_as_in_the_hourly_run() -> None:
         (0, 0.5), (1, 0.5), (2, None), (3, None), (4, None), (5, 0.5), (6, None), (7, None)
     ]  # fmt: skip
     assert [(e.kind, e.ts.hour) for e in walk(rule, seen)] == [("firing", 4), ("resolved", 5)]
+    assert walk_series(rule, series(history, rule)) == walk(rule, seen)

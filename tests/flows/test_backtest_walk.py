@@ -1,16 +1,17 @@
-"""The backtest's fast walk gives exactly the events of `advance` on every hour."""
+"""The backtest's columnar walk gives exactly the events of `advance` on every hour."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hedgewatch.alerts.rules import Observation, Rule
 from hedgewatch.alerts.state import AlertEvent, AlertState, advance
-from hedgewatch.backtest import walk
+from hedgewatch.backtest import SubjectSeries, walk_series
 
 T0 = datetime(2022, 1, 1, tzinfo=UTC)
 
@@ -60,7 +61,14 @@ def observations(rule: Rule, rows: list[tuple[Any, ...]]) -> list[Observation]:
         ts += timedelta(hours=step)
         out.append(
             Observation(
-                rule.name, subject, ts, value, n_obs, rule.fire_threshold, {"window": "24h"}, z
+                rule.name,
+                subject,
+                ts,
+                value,
+                n_obs,
+                rule.fire_threshold,
+                {"rule_kind": rule.kind, "metric": rule.watched_metric, "window": rule.window},
+                z,
             )
         )
     return out
@@ -87,4 +95,27 @@ def test_fast_walk_equals_advance_on_every_hour(rule: Rule, rows: list[tuple[Any
         state, new = advance(states.get(one.subject), one, rule)
         states[one.subject] = state
         expected.extend(new)
-    assert walk(rule, obs) == expected
+    assert sorted(walk_series(rule, columns(obs)), key=order) == sorted(expected, key=order)
+
+
+def order(event: AlertEvent) -> tuple[object, ...]:
+    return (event.ts, event.subject, event.kind)
+
+
+def columns(obs: list[Observation]) -> dict[str, SubjectSeries]:
+    """The observations as the backtest's columns, one series per subject."""
+    by_subject: dict[str, list[Observation]] = {}
+    for one in obs:
+        by_subject.setdefault(one.subject, []).append(one)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return {
+        subject: SubjectSeries(
+            subject=subject,
+            micros=np.array([(o.ts - epoch) // timedelta(microseconds=1) for o in rows]),
+            value=np.array([np.nan if o.value is None else o.value for o in rows], dtype=float),
+            n_obs=np.array([o.n_obs for o in rows], dtype=np.int64),
+            z=np.array([np.nan if o.z is None else o.z for o in rows], dtype=float),
+            members=None,
+        )
+        for subject, rows in by_subject.items()
+    }
