@@ -11,8 +11,10 @@ import json
 import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import polars as pl
@@ -276,27 +278,35 @@ def metric_frames(
     perps = _funded_perps(settings)
     hedge_wide = add_funding(wide, funding, perps) if funding is not None and perps else wide
     daily_wide = to_daily(wide) if daily else None
-    pair_rows: list[pl.DataFrame] = []
-    hedges: list[pl.DataFrame] = []
-    baskets: list[pl.DataFrame] = []
+    # Every (kind, window, subject) is independent of the others: a list of jobs, run on a
+    # small thread pool (numpy and polars release the GIL for the heavy parts).
+    jobs: list[tuple[str, Callable[[], pl.DataFrame]]] = []
+    every_pair = metric_pairs(settings)
     for window in windows:
         min_obs = m.min_obs(window)
         if pairs:
-            pair_rows.append(
-                _pair_rows(wide, metric_pairs(settings), window, min_obs, since, settings)
+            jobs.append(
+                (
+                    "pairs",
+                    partial(_pair_rows, wide, every_pair, window, min_obs, since, settings),
+                )
             )
         if only is None or window in only.get("hedge", ()):
-            hedges.extend(
-                hedge_metrics(
-                    hedge_wide,
-                    h.spec(),
-                    window,
-                    min_obs,
-                    since=since,
-                    baseline_hours=longest,
-                    baseline_min_obs=m.min_obs(longest),
-                    z=m.z,
-                    normal_hours=m.baseline_hours,
+            jobs.extend(
+                (
+                    "hedges",
+                    partial(
+                        hedge_metrics,
+                        hedge_wide,
+                        h.spec(),
+                        window,
+                        min_obs,
+                        since=since,
+                        baseline_hours=longest,
+                        baseline_min_obs=m.min_obs(longest),
+                        z=m.z,
+                        normal_hours=m.baseline_hours,
+                    ),
                 )
                 for h in settings.hedges
             )
@@ -309,7 +319,8 @@ def metric_frames(
                 assert daily_wide is not None
                 if window // 24 < 3:
                     continue  # fewer than three days: no daily correlation
-                frame = basket_metrics(
+                job = partial(
+                    basket_metrics,
                     daily_wide,
                     spec,
                     window,
@@ -321,7 +332,8 @@ def metric_frames(
                     baseline_history=stored,
                 )
             else:
-                frame = basket_metrics(
+                job = partial(
+                    basket_metrics,
                     wide,
                     spec,
                     window,
@@ -332,17 +344,20 @@ def metric_frames(
                     baseline_history=stored,
                     coverage=m.min_coverage,
                 )
-            baskets.append(frame)
-    ewma = (
-        [
-            ewma_correlation_pairs(
-                wide, metric_pairs(settings), halflife, m.min_obs(halflife), since=since
-            ).with_columns(pl.lit(halflife, pl.Int32).alias("halflife_hours"))
+            jobs.append(("baskets", job))
+    if pairs:
+        jobs.extend(
+            (
+                "ewma",
+                partial(_ewma_rows, wide, every_pair, halflife, m.min_obs(halflife), since),
+            )
             for halflife in m.ewma_halflife_hours
-        ]
-        if pairs
-        else []
-    )
+        )
+    done = _run_jobs([job for _, job in jobs])
+    rows: dict[str, list[pl.DataFrame]] = {"pairs": [], "hedges": [], "baskets": [], "ewma": []}
+    for (kind, _), frame in zip(jobs, done, strict=True):
+        rows[kind].append(frame)
+    pair_rows, hedges, baskets, ewma = rows["pairs"], rows["hedges"], rows["baskets"], rows["ewma"]
     return MetricFrames(
         pairs=_concat(pair_rows),
         hedges=_concat(hedges),
@@ -392,6 +407,22 @@ def recompute(
         if on_step is not None:
             on_step(lo, done)
     return total
+
+
+def _ewma_rows(
+    wide: pl.DataFrame, pairs: list[tuple[str, str]], halflife: int, min_obs: int, since: datetime
+) -> pl.DataFrame:
+    return ewma_correlation_pairs(wide, pairs, halflife, min_obs, since=since).with_columns(
+        pl.lit(halflife, pl.Int32).alias("halflife_hours")
+    )
+
+
+def _run_jobs(jobs: Sequence[Callable[[], pl.DataFrame]]) -> list[pl.DataFrame]:
+    """Each job's frame, in order; on two threads when there is more than one job."""
+    if len(jobs) < 2:
+        return [job() for job in jobs]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics") as pool:
+        return list(pool.map(lambda job: job(), jobs))
 
 
 def _baseline_of(stored: pl.DataFrame, basket: str, window: int) -> pl.DataFrame:
