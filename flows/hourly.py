@@ -37,6 +37,7 @@ from hedgewatch.metrics_export import write_textfile
 from hedgewatch.outbox import deliver as delivering
 from hedgewatch.outbox.failure import on_flow_failure, report_failure
 from hedgewatch.settings import Settings, VenueSettings, load_settings, resolve_config, utc_now
+from hedgewatch.storage.snapshot import materialize
 from hedgewatch.storage.store import Store, StoreBusy, StoreError, reader_path
 
 BUSY_RETRY_DELAY_S = 30.0
@@ -290,9 +291,12 @@ def dry_run_steps(settings: Settings) -> RunSummary:
     source = settings.storage.database
     with tempfile.TemporaryDirectory(prefix="hedgewatch-dry-run-") as tmp:
         copy = Path(tmp) / "dry-run.duckdb"
-        if source.exists():
+        published = reader_path(source)
+        if published != source:
             # The read snapshot: a whole, published state that no writer changes in place.
-            shutil.copyfile(reader_path(source), copy)
+            materialize(published, copy)
+        elif source.exists():
+            shutil.copyfile(source, copy)
         scratch = settings.model_copy(
             update={"storage": settings.storage.model_copy(update={"database": copy})}
         )

@@ -52,7 +52,8 @@ class _Model(BaseModel):
 
 class StorageSettings(_Model):
     """Where the data lives. `duckdb` (default): one private DuckDB file written by hedgewatch,
-    published after each command as a read snapshot beside it (`<name>.read.duckdb`) for readers.
+    published after each command as a read snapshot beside it (`<name>.read.duckdb`, a views file
+    over Parquet files in `<name>.read/`) for readers.
     `ducklake`: a DuckLake catalog (`postgres:dbname=… host=…`; the password from PGPASSWORD or
     ~/.pgpass, never here) and a shared data path, written by several workers at once."""
 

@@ -1,9 +1,9 @@
 """Readers never block the writer, and the writer never breaks a reader, by construction.
 
 The writer's DuckDB file is private; each writing command ends by publishing a read snapshot
-(a whole copy swapped in with `os.replace`). A reader holding a connection across a write keeps
-the state it opened; the writer never waits for it. No sleeps or timings: the reader process is
-told when to look again through its stdin.
+(a generation of Parquet files and a views file swapped in with `os.replace`). A reader holding a
+connection across writes keeps the generation it opened; the writer never waits for it. No sleeps
+or timings: the reader process is told when to look again through its stdin.
 """
 
 from __future__ import annotations
@@ -77,11 +77,12 @@ def test_a_reader_holding_the_snapshot_never_blocks_the_writer(tmp_path: Path, m
         assert holder.stdout is not None and holder.stdin is not None
         assert holder.stdout.readline().strip() == "10"  # the connection is open now
         # The writer opens its file and publishes while the reader holds its connection; a lock
-        # would make it wait and fail (StoreBusy) after the short timeout.
-        for step in range(3):
+        # would make it wait and fail (StoreBusy) after the short timeout. More publications
+        # than the generations kept by number: the held one is kept by its age.
+        for step in range(5):
             with Store.open(database, timeout_s=5) as store:
                 store.upsert_candles(candles(range(10 + step * 5, 15 + step * 5)))
-        assert count(database) == 25  # a new reader sees the last publication
+        assert count(database) == 35  # a new reader sees the last publication
         holder.stdin.write("\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "10"  # the held one: the state it opened

@@ -12,7 +12,7 @@ from pathlib import Path
 from .store import connect, reader_path
 
 # Bookkeeping that is not data: never exported.
-PRIVATE = frozenset({"schema_migrations", "cursors"})
+PRIVATE = frozenset({"schema_migrations", "cursors", "snapshot_dirty", "snapshot_published"})
 
 
 def public_relations(con: object) -> list[str]:

@@ -1,9 +1,10 @@
 """Users' own SQL, read-only for real: one reading statement, no files, no extensions, a deadline.
 
 `hedgewatch query` opens the database read-only, then locks the connection down with DuckDB's own
-switches (no file system or network access beyond the database itself, no extension loading, no
-configuration change after that) and accepts one statement whose parsed type reads. The statement
-runs on a worker thread so a deadline or Ctrl-C can stop it with `interrupt()`.
+switches (no file system or network access beyond the database itself and the read snapshot's
+Parquet folder, no extension loading, no configuration change after that) and accepts one
+statement whose parsed type reads. The statement runs on a worker thread so a deadline or Ctrl-C
+can stop it with `interrupt()`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from .snapshot import allowed_directory
 from .store import Lake, StoreError, connect, connect_lake, reader_path
 
 # Statement kinds that only read. SELECT covers DESCRIBE, SHOW, SUMMARIZE and CTEs.
@@ -61,6 +63,12 @@ def open_locked(
     else:
         con = connect(reader_path(path), read_only=True, timeout_s=timeout_s, on_wait=on_wait)
         locks = list(_LOCKS)
+        folder = allowed_directory(con)
+        if folder is not None:
+            # The snapshot's large tables are views over its generation's Parquet files: that
+            # one folder stays readable, nothing else does.
+            escaped = (folder.rstrip("/") + "/").replace("'", "''")
+            locks.insert(1, f"SET allowed_directories = ['{escaped}']")
     try:
         for statement in locks:
             con.execute(statement)

@@ -3,9 +3,10 @@
 Embedded (default): DuckDB locks a file for as long as any connection is open, a reader's too,
 so the writer's file is private to hedgewatch's writing steps (short-lived connections that
 retry on the lock for a bounded time). Each writing command ends by publishing a read snapshot
-beside it — the whole database copied to a temporary file and swapped in with `os.replace` —
-and every reader opens that: a reader holding a connection keeps the file it opened (one
-consistent state) and never blocks the writer. Scale-out: a DuckLake (PostgreSQL catalog,
+beside it — Parquet partitions of the large tables, rewritten only where writes touched them,
+and a small views file swapped in with `os.replace` (see snapshot.py) — and every reader opens
+that: a reader holding a connection keeps the generation it opened (one consistent state) and
+never blocks the writer. Scale-out: a DuckLake (PostgreSQL catalog,
 shared data path) written by several processes; each unit of work is one transaction, retried
 when another writer's commit wins.
 """
@@ -13,7 +14,6 @@ when another writer's commit wins.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import time
@@ -28,6 +28,9 @@ from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
+
+from . import snapshot
+from .snapshot import snapshot_path
 
 T = TypeVar("T")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -142,12 +145,6 @@ def connect(
             continue
         con.execute("SET TimeZone = 'UTC'")
         return con
-
-
-def snapshot_path(database: Path) -> Path:
-    """Where the read snapshot of `database` is published: `var/hedgewatch.duckdb` →
-    `var/hedgewatch.read.duckdb` (see the module docstring)."""
-    return database.with_name(f"{database.stem}.read{database.suffix or '.duckdb'}")
 
 
 def reader_path(database: Path) -> Path:
@@ -345,24 +342,19 @@ class Store:
         self.con.close()
 
     def publish_snapshot(self) -> Path:
-        """Copy the whole database (tables and views) into its read snapshot, swapped in with
-        `os.replace`: readers open that file, never this one (see the module docstring). A
-        DuckLake needs none: its readers see committed snapshots by themselves."""
+        """Publish the read snapshot readers open (see snapshot.py): only the partitions written
+        since the last publication are rewritten. A DuckLake needs none: its readers see
+        committed snapshots by themselves."""
         if self.lake is not None:
             return self.path
-        target = snapshot_path(self.path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        source = self.con.execute("SELECT current_database()").fetchall()[0][0]
-        escaped = str(tmp).replace("'", "''")
         with query_errors():
-            self.con.execute(f"ATTACH '{escaped}' AS hedgewatch_snapshot").fetchall()
-            try:
-                self.con.execute(f'COPY FROM DATABASE "{source}" TO hedgewatch_snapshot').fetchall()
-            finally:
-                self.con.execute("DETACH hedgewatch_snapshot").fetchall()
-        os.replace(tmp, target)
-        return target
+            return snapshot.publish(self.con, self.path).views
+
+    def _mark_snapshot(self, table: str, since: datetime | None, until: datetime | None) -> None:
+        """Record that rows of `table` in [since, until] (no end: all after) changed, for the
+        next publication of the read snapshot (in the caller's transaction)."""
+        if self.lake is None and since is not None:
+            self.run_script("mark_snapshot_dirty", {"table": table, "since": since, "until": until})
 
     @classmethod
     @contextmanager
@@ -534,27 +526,32 @@ class Store:
         keys = ["venue", "market", "symbol", "interval", "open_time"]
         staged = candles.unique(subset=keys, keep="last", maintain_order=True)
         with self.staged(staged=staged):
-            changes = self._classify("classify_candles", staged.height)
+            changes, first, last = self._classify("classify_candles", staged.height)
             self.run_script("upsert_candles")
         self.mark_metrics_dirty(changes.earliest)
+        self._mark_snapshot("candles", first, last)
         return changes
 
     def _upsert_funding(self, funding: pl.DataFrame) -> Changes:
         staged = funding.unique(subset=["venue", "symbol", "funding_time"], keep="last")
         with self.staged(staged=staged):
-            changes = self._classify("classify_funding", staged.height)
+            changes, first, last = self._classify("classify_funding", staged.height)
             self.run_script("upsert_funding")
         self.mark_metrics_dirty(changes.earliest)
+        self._mark_snapshot("funding", first, last)
         return changes
 
-    def _classify(self, name: str, rows: int) -> Changes:
-        ((new, changed, earliest),) = self.rows(name)
-        return Changes(
+    def _classify(self, name: str, rows: int) -> tuple[Changes, datetime | None, datetime | None]:
+        """What the staged rows change, and the first and last row time that differs."""
+        ((new, changed, earliest, *span),) = self.rows(name)
+        first, last = span if len(span) == 2 else (earliest, span[0])
+        changes = Changes(
             new=int(new),
             changed=int(changed),
             unchanged=rows - int(new) - int(changed),
             earliest=earliest,
         )
+        return changes, first, last
 
     def mark_metrics_dirty(self, since: datetime | None) -> None:
         """Metrics from `since` on must be recomputed (keeps the earliest mark)."""
@@ -597,10 +594,13 @@ class Store:
             (r["venue"], r["symbol"]): r["last_funding_time"] for r in frame.iter_rows(named=True)
         }
 
-    def closes(self, instruments: pl.DataFrame, since: datetime) -> pl.DataFrame:
-        """Closes (instrument, open_time, close) of the given instruments from `since` on."""
+    def closes(
+        self, instruments: pl.DataFrame, since: datetime, until: datetime | None = None
+    ) -> pl.DataFrame:
+        """Closes (instrument, open_time, close) of the given instruments from `since` on
+        (through `until`, when given)."""
         with self.staged(instruments_staged=instruments):
-            return self.query("candles_for_metrics", {"since": since})
+            return self.query("candles_for_metrics", {"since": since, "until": until})
 
     def replace_metrics(
         self,
@@ -627,6 +627,8 @@ class Store:
                     f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {table} LIMIT 0"
                 ).fetchall()
             store.run_script("replace_metrics", {"since": since, "until": until})
+            for table in _METRIC_TABLES.values():
+                store._mark_snapshot(table, since, until)
             for name in empty:
                 store.con.execute(f"DROP VIEW {name}").fetchall()
             if until is None:
@@ -705,8 +707,10 @@ class Store:
         if table not in {"candles", "funding"}:
             raise ValueError(f"unknown market-data table {table!r}")
         if frame.height:
-            with self.staged(copied=frame):
+            column = "funding_time" if table == "funding" else "open_time"
+            with self.transaction(), self.staged(copied=frame):
                 self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM copied").fetchall()
+                self._mark_snapshot(table, frame[column].min(), frame[column].max())  # type: ignore[arg-type]
 
     # -- backfill bookkeeping -------------------------------------------------------------
 
@@ -902,5 +906,6 @@ class Store:
                 "note": pl.Utf8,
             },
         )
-        with self.staged(fetched=frame):
+        with self.transaction(), self.staged(fetched=frame):
             self.con.execute("INSERT INTO fetch_log BY NAME SELECT * FROM fetched").fetchall()
+            self._mark_snapshot("fetch_log", frame["end_time"].min(), frame["end_time"].max())  # type: ignore[arg-type]

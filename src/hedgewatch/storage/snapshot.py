@@ -1,0 +1,496 @@
+"""The read snapshot, published incrementally: immutable Parquet partitions and a small views file.
+
+Readers never open the writer's DuckDB file. After each writing command the writer publishes a
+*generation*: a folder `<name>.read/g000042/` holding every large table as Parquet partitions
+(one file per month, and per day in the table's newest month, where the hourly run writes), and
+a small DuckDB file `<name>.read.duckdb` with one view per large table over that generation's
+files, a copy of the small tables (alert state, runs, the outbox, ...) and the public views.
+
+A publication rewrites only the partitions that writes touched since the previous one: every
+write of a partitioned table records the time range it touched (`snapshot_dirty`) in its own
+transaction. Unchanged partitions are hard links to the previous generation's files (no copy).
+The new views file is built under a temporary name and swapped in with `os.replace`, so a new
+connection sees the newest whole state and a connection held open keeps the generation it
+opened: files are never changed in place, and a generation is removed only once it is not among
+the newest `KEEP_GENERATIONS` and was superseded more than `RETENTION` ago.
+
+A write that bypasses the marks (raw SQL on the writer's file) is caught when a table's row count
+differs from its partitions' sum: that table is then published whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+# Large tables published as partitions, by the time column they are partitioned on. Every other
+# table is small and copied into the views file whole.
+PARTITIONED = {
+    "candles": "open_time",
+    "funding": "funding_time",
+    "pair_correlations": "open_time",
+    "hedge_metrics": "open_time",
+    "basket_metrics": "open_time",
+    "ewma_correlations": "open_time",
+    "fetch_log": "end_time",
+}
+# The writer's bookkeeping: published empty (a copy of the snapshot stays a valid store).
+BOOKKEEPING = frozenset({"snapshot_dirty", "snapshot_published"})
+KEEP_GENERATIONS = 3
+RETENTION = timedelta(hours=1)
+_MANIFEST = "manifest.json"
+_PART = "hw_part"
+
+
+def snapshot_path(database: Path) -> Path:
+    """The views file readers open: `var/hedgewatch.duckdb` → `var/hedgewatch.read.duckdb`."""
+    return database.with_name(f"{database.stem}.read{database.suffix or '.duckdb'}")
+
+
+def data_dir(database: Path) -> Path:
+    """The folder of generations beside the views file: `var/hedgewatch.read/`."""
+    return Path(os.path.abspath(database.with_name(f"{database.stem}.read")))
+
+
+# -- partition keys: 'YYYY-MM' for a month, 'YYYY-MM-DD' for a day (the newest month) --------
+
+
+def _month_start(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _next_month(t: datetime) -> datetime:
+    return (t.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def key_of(t: datetime, boundary: datetime) -> str:
+    """The partition of time `t`: its day from `boundary` (the newest month) on, else its month."""
+    t = t.astimezone(UTC)
+    return f"{t:%Y-%m-%d}" if t >= boundary else f"{t:%Y-%m}"
+
+
+def span_of(key: str) -> tuple[datetime, datetime]:
+    """[start, end) of a partition key."""
+    if len(key) == 7:
+        start = datetime.strptime(key, "%Y-%m").replace(tzinfo=UTC)
+        return start, _next_month(start)
+    start = datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _fits(key: str, boundary: datetime) -> bool:
+    """Whether `key` is still a partition under `boundary` (a month became days, or back)."""
+    start, end = span_of(key)
+    return end <= boundary if len(key) == 7 else start >= boundary
+
+
+Interval = tuple[datetime | None, datetime | None]  # [lo, hi); None: unbounded
+
+
+def _aligned(lo: datetime | None, hi: datetime | None, boundary: datetime) -> Interval:
+    """[lo, hi] (hi inclusive) widened to whole partitions."""
+    start = None if lo is None else span_of(key_of(lo, boundary))[0]
+    end = None if hi is None else span_of(key_of(hi, boundary))[1]
+    return start, end
+
+
+def _covers(intervals: list[Interval], key: str) -> bool:
+    start, end = span_of(key)
+    return any((lo is None or lo < end) and (hi is None or start < hi) for lo, hi in intervals)
+
+
+_FEW = 12  # up to this many partitions are written one COPY each, more in one partitioned COPY
+
+
+def _keys_in(intervals: list[Interval], boundary: datetime, top: datetime) -> list[str] | None:
+    """The partitions the intervals cover up to the newest row (None: unbounded or many)."""
+    last = span_of(key_of(top, boundary))[1]
+    keys: list[str] = []
+    for lo, hi in intervals:
+        if lo is None:
+            return None
+        end = last if hi is None else min(hi, last)
+        key = key_of(lo, boundary)
+        while span_of(key)[0] < end:
+            if key not in keys:
+                keys.append(key)
+                if len(keys) > _FEW:
+                    return None
+            key = key_of(span_of(key)[1], boundary)
+    return keys
+
+
+def _write_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    intervals: list[Interval],
+    boundary: datetime,
+    work: Path,
+) -> dict[str, Any]:
+    """Write every partition the intervals cover in one partitioned COPY, as
+    `<table>/<key>.parquet` (or `<key>.<n>.parquet` when DuckDB splits one)."""
+    col = _quote(column)
+    conditions = []
+    for lo, hi in intervals:
+        terms = [f"{col} >= {_literal(lo)}" if lo is not None else "true"]
+        if hi is not None:
+            terms.append(f"{col} < {_literal(hi)}")
+        conditions.append("(" + " AND ".join(terms) + ")")
+    part = (
+        f"CASE WHEN {col} >= {_literal(boundary)} THEN strftime({col}, '%Y-%m-%d')"
+        f" ELSE strftime({col}, '%Y-%m') END"
+    )
+    staging = work / f".{table}.partitioned"
+    stats = con.execute(
+        f"COPY (SELECT *, {part} AS {_PART} FROM {_quote(table)}"
+        f" WHERE {' OR '.join(conditions)}) TO {_string(str(staging))}"
+        f" (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({_PART}), RETURN_STATS)"
+    ).fetchall()
+    parts: dict[str, Any] = {}
+    for row in sorted(stats, key=lambda r: str(r[0])):
+        filename, rows, keys = row[0], int(row[1]), row[-1]
+        key = keys[_PART]
+        entry = parts.setdefault(key, {"files": [], "rows": 0})
+        name = f"{key}.parquet" if not entry["files"] else f"{key}.{len(entry['files'])}.parquet"
+        os.rename(filename, work / table / name)
+        entry["files"].append(f"{table}/{name}")
+        entry["rows"] += rows
+    shutil.rmtree(staging, ignore_errors=True)
+    return parts
+
+
+def _literal(t: datetime) -> str:
+    return f"TIMESTAMPTZ '{t.astimezone(UTC).isoformat()}'"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one publication did: the generation, and partitions written and linked."""
+
+    generation: int
+    views: Path
+    written: int
+    linked: int
+
+
+def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[list[str]]]:
+    """Every table of the main schema with its [column, type] pairs, in order."""
+    where = "WHERE database_name = current_database() AND schema_name = 'main'"
+    listed = con.execute(f"SELECT table_name FROM duckdb_tables() {where}").fetchall()
+    tables = {name for (name,) in listed}
+    rows = con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns()"
+        f" {where} ORDER BY table_name, column_index"
+    ).fetchall()
+    found: dict[str, list[list[str]]] = {}
+    for table, name, kind in rows:
+        if table in tables:  # not a view
+            found.setdefault(table, []).append([name, kind])
+    return found
+
+
+def _generations(root: Path) -> list[int]:
+    found = []
+    for entry in root.iterdir() if root.exists() else []:
+        if entry.name.startswith("g") and entry.name[1:].isdigit() and entry.is_dir():
+            found.append(int(entry.name[1:]))
+    return sorted(found)
+
+
+def _gen_dir(root: Path, generation: int) -> Path:
+    return root / f"g{generation:06d}"
+
+
+def _load_manifest(root: Path, generation: int | None) -> dict[str, Any] | None:
+    if generation is None:
+        return None
+    file = _gen_dir(root, generation) / _MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # a file system without hard links: a copy is slower, never wrong
+        shutil.copy2(source, target)
+
+
+def _publish_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    column: str,
+    schema: list[list[str]],
+    extent: tuple[datetime | None, int],
+    previous: dict[str, Any] | None,
+    marks: list[tuple[datetime, datetime | None]],
+    work: Path,
+    previous_dir: Path | None,
+) -> tuple[dict[str, Any], int, int]:
+    """Publish one table into `work`: (its manifest entry, partitions written, linked)."""
+    top, total = extent
+    if top is None or total == 0:
+        return {"schema": schema, "parts": {}}, 0, 0
+    boundary = _month_start(top)
+    old: dict[str, Any] = {}
+    whole = previous is None or previous_dir is None or previous.get("schema") != schema
+    if not whole:
+        assert previous is not None
+        old = previous["parts"]
+    dirty: list[Interval] = []
+    if whole:
+        dirty.append((None, None))
+    else:
+        dirty.extend(_aligned(since, until, boundary) for since, until in marks)
+        for key in old:
+            if not _fits(key, boundary):
+                start, end = span_of(key)
+                dirty.append(_aligned(start, end - timedelta(microseconds=1), boundary))
+    kept = {k: v for k, v in old.items() if _fits(k, boundary) and not _covers(dirty, k)}
+    parts: dict[str, Any] = {}
+    folder = work / table
+    folder.mkdir()
+    if dirty:
+        keys = None if whole else _keys_in(dirty, boundary, top)
+        if keys is not None:
+            for key in keys:  # a run's few partitions: one plain COPY each
+                lo, hi = span_of(key)
+                file = folder / f"{key}.parquet"
+                ((rows,),) = con.execute(
+                    f"COPY (SELECT * FROM {_quote(table)} WHERE {_quote(column)} >= {_literal(lo)}"
+                    f" AND {_quote(column)} < {_literal(hi)}) TO {_string(str(file))}"
+                    " (FORMAT parquet, COMPRESSION zstd)"
+                ).fetchall()
+                if rows:
+                    parts[key] = {"files": [f"{table}/{file.name}"], "rows": int(rows)}
+                else:
+                    file.unlink()
+        else:
+            parts.update(_write_partitioned(con, table, column, dirty, boundary, work))
+    assert previous_dir is not None or not kept
+    for key, entry in kept.items():
+        for rel in entry["files"]:
+            _link(previous_dir / rel, work / rel)
+        parts[key] = entry
+    if sum(e["rows"] for e in parts.values()) != total and not whole:
+        # Rows written without a mark (raw SQL on the writer's file): publish the table whole.
+        shutil.rmtree(folder)
+        return _publish_table(con, table, column, schema, extent, None, [], work, None)
+    entry = {"schema": schema, "top": top.isoformat(), "parts": parts}
+    return entry, len(parts) - len(kept), len(kept)
+
+
+def _build_views(
+    con: duckdb.DuckDBPyConnection,
+    target: Path,
+    gen_dir: Path,
+    manifest: dict[str, Any],
+    published_at: datetime,
+    tables: list[str],
+) -> None:
+    """Write the views file for generation `gen_dir` to `target` (a new, temporary file), in one
+    transaction (one commit for the whole file)."""
+    source = con.execute("SELECT current_database()").fetchall()[0][0]
+    snap = "hedgewatch_snapshot.main."
+    script = [f"COPY FROM DATABASE {_quote(source)} TO hedgewatch_snapshot (SCHEMA)"]
+    for table in tables:
+        entry = manifest["tables"].get(table)
+        if entry is None:
+            if table not in BOOKKEEPING:
+                script.append(f"INSERT INTO {snap}{_quote(table)} SELECT * FROM {_quote(table)}")
+            continue
+        files = [str(gen_dir / rel) for p in entry["parts"].values() for rel in p["files"]]
+        if not files:
+            continue  # the empty table the schema copy made
+        listed = ", ".join(_string(f) for f in sorted(files))
+        columns = ", ".join(
+            f"CAST({_quote(col)} AS {kind}) AS {_quote(col)}" for col, kind in entry["schema"]
+        )
+        script.append(f"DROP TABLE {snap}{_quote(table)}")
+        script.append(
+            f"CREATE VIEW {snap}{_quote(table)} AS SELECT {columns}"
+            f" FROM read_parquet([{listed}], hive_partitioning = false)"
+        )
+    script.append(
+        f"INSERT INTO {snap}snapshot_published VALUES ({int(manifest['generation'])},"
+        f" {_literal(published_at)}, {_string(str(gen_dir))})"
+    )
+    con.execute(f"ATTACH {_string(str(target))} AS hedgewatch_snapshot").fetchall()
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in script:
+                con.execute(statement).fetchall()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.execute("DETACH hedgewatch_snapshot").fetchall()
+
+
+def _prune(root: Path, current: int, keep: int, retention: timedelta) -> None:
+    """Remove generations not among the newest `keep` and superseded more than `retention` ago."""
+    generations = [g for g in _generations(root) if g <= current]
+    horizon = time.time() - retention.total_seconds()
+    # Each candidate with the generation that superseded it (the one after it).
+    for older, newer in zip(generations[:-keep], generations[1:], strict=False):  # noqa: RUF007
+        try:
+            superseded = (_gen_dir(root, newer) / _MANIFEST).stat().st_mtime
+        except OSError:
+            continue
+        if superseded < horizon:
+            shutil.rmtree(_gen_dir(root, older), ignore_errors=True)
+
+
+def _extent_sql(table: str, previous: dict[str, Any] | None) -> str:
+    column = _quote(PARTITIONED[table])
+    before = (previous or {}).get("tables", {}).get(table, {}).get("top")
+    if before is None:
+        newest = f"(SELECT max({column}) FROM {_quote(table)})"
+    else:
+        since = _literal(datetime.fromisoformat(before))
+        newest = (
+            f"coalesce((SELECT max({column}) FROM {_quote(table)} WHERE {column} >= {since}),"
+            f" {since})"
+        )
+    return f"{newest}, (SELECT count(*) FROM {_quote(table)})"
+
+
+def publish(
+    con: duckdb.DuckDBPyConnection,
+    database: Path,
+    *,
+    keep: int = KEEP_GENERATIONS,
+    retention: timedelta = RETENTION,
+) -> Published:
+    """Publish the writer's current state (connection `con` on `database`) as a new generation."""
+    root = data_dir(database)
+    root.mkdir(parents=True, exist_ok=True)
+    views = snapshot_path(database)
+    # Leftovers of a publication that died half way (the writer is the only publisher).
+    for stale in root.glob(".g*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in views.parent.glob(f".{views.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+    previous_gen = con.execute("SELECT max(generation) FROM snapshot_published").fetchall()[0][0]
+    previous = _load_manifest(root, previous_gen)
+    previous_dir = _gen_dir(root, previous_gen) if previous is not None else None
+    generation = max([*_generations(root), previous_gen or 0]) + 1
+    marks: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for table, since, until in con.execute(
+        "SELECT table_name, since, until FROM snapshot_dirty"
+    ).fetchall():
+        marks.setdefault(table, []).append((since, until))
+
+    work = root / f".g{generation:06d}.tmp"
+    work.mkdir()
+    manifest: dict[str, Any] = {"generation": generation, "tables": {}}
+    written = linked = 0
+    schemas = _columns(con)
+    tables = [t for t in PARTITIONED if t in schemas]
+    # Each table's newest row time and row count, in one statement. The newest time only sets
+    # where day partitions start: searched from the last publication's on (a short scan), it
+    # may stay there if rows were deleted, which is as good a layout.
+    listed = ", ".join(_extent_sql(t, previous) for t in tables)
+    extents = con.execute(f"SELECT {listed}").fetchall() if tables else []
+    for i, table in enumerate(tables):
+        before = previous["tables"].get(table) if previous is not None else None
+        extent = (extents[0][2 * i], int(extents[0][2 * i + 1])) if extents else (None, 0)
+        entry, w, n = _publish_table(
+            con,
+            table,
+            PARTITIONED[table],
+            schemas[table],
+            extent,
+            before,
+            marks.get(table, []),
+            work,
+            previous_dir,
+        )
+        manifest["tables"][table] = entry
+        written, linked = written + w, linked + n
+    (work / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    gen_dir = _gen_dir(root, generation)
+    os.rename(work, gen_dir)
+
+    published_at = datetime.now(UTC)
+    tmp = views.with_name(f".{views.name}.{os.getpid()}.tmp")
+    _build_views(con, tmp, gen_dir, manifest, published_at, list(schemas))
+    os.replace(tmp, views)
+    # The marks are cleared only once the generation is in place: a publication that dies
+    # before this point is redone whole from the previous generation by the next one.
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM snapshot_dirty").fetchall()
+        con.execute("DELETE FROM snapshot_published").fetchall()
+        con.execute(
+            "INSERT INTO snapshot_published VALUES ($g, $at, $path)",
+            {"g": generation, "at": published_at, "path": str(gen_dir)},
+        ).fetchall()
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    _prune(root, generation, max(keep, 1), retention)
+    return Published(generation, views, written, linked)
+
+
+def allowed_directory(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The generation folder a views file reads (None: a plain database, no Parquet)."""
+    try:
+        rows = con.execute("SELECT data_path FROM snapshot_published").fetchall()
+    except duckdb.Error:
+        return None
+    return rows[0][0] if rows else None
+
+
+def materialize(views: Path, target: Path) -> None:
+    """Copy the published state in the views file `views` into a new, standalone database file
+    `target` (its partitioned tables become tables again): a scratch store to write on."""
+    con = duckdb.connect(str(target))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH {_string(str(views))} AS published (READ_ONLY)").fetchall()
+        con.execute(f"COPY FROM DATABASE published TO {_quote(name)} (SCHEMA)").fetchall()
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'published'"
+            " AND schema_name = 'main'"
+        ).fetchall()
+        for (table,) in tables:
+            con.execute(f"INSERT INTO {_quote(table)} SELECT * FROM published.{_quote(table)}")
+        views_over_files = con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = 'published'"
+            " AND schema_name = 'main' AND NOT internal"
+        ).fetchall()
+        for (table,) in views_over_files:
+            if table in PARTITIONED:
+                con.execute(f"DROP VIEW {_quote(table)}").fetchall()
+                con.execute(
+                    f"CREATE TABLE {_quote(table)} AS SELECT * FROM published.{_quote(table)}"
+                ).fetchall()
+        con.execute("DETACH published").fetchall()
+    finally:
+        con.close()
