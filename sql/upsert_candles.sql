@@ -6,4 +6,5 @@ WHERE c.venue = s.venue AND c.market = s.market AND c.symbol = s.symbol
 
 INSERT INTO candles BY NAME
 SELECT venue, market, symbol, interval, open_time, open, high, low, close, volume, quote_volume, trades
-FROM staged;
+FROM staged
+ORDER BY open_time;  -- time order: row groups span short time ranges, recent reads skip the rest
