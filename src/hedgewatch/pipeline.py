@@ -225,7 +225,8 @@ def compute(
     # Baskets' z-scores read their baseline from the stored rows instead of recomputing them;
     # a day's robust baselines read the baseline hours before that day's start.
     baseline = store.basket_baseline(since - timedelta(hours=m.baseline_hours + 24), since)
-    closes = store.closes(instruments_frame(settings), first)
+    # Only the hours up to `until`: a recompute step reads its own stretch, not all history after.
+    closes = store.closes(instruments_frame(settings), first, until)
     funding = store.funding_since(first) if m.funding and _funded_perps(settings) else None
     frames = metric_frames(settings, closes, funding, since, until, baseline=baseline)
     if frames is None:
