@@ -8,9 +8,10 @@ backfill   `run_backfill` 2022-01-01..2022-05-01 for the demo instruments from t
 recompute  `pipeline.recompute` of 2022-01-01..2023-12-31 for benchmarks/backtest.toml's 20
            instruments (real candles imported from ../shared/data).
 readers    a run-sized write (one new hour for 20 instruments, the metrics it changes, publish)
-           repeated with and without a reader holding a connection on the read snapshot; the
-           same write without publishing (the run before read snapshots); and a reader holding
-           the writer's own file, as readers did before (runs that failed on the lock).
+           alternated with the same write without publishing (the run before read snapshots),
+           with and without a reader holding a connection on the read snapshot; wall and CPU
+           time; and a reader holding the writer's own file, as readers did before (runs that
+           failed on the lock).
 lake       3 worker processes x 5 rounds, each loading its own venue (20 symbols x 720 hours a
            round) into one DuckLake with a PostgreSQL catalog started here: rows lost/duplicated,
            per-worker throughput, commit conflicts retried.
@@ -39,6 +40,7 @@ from hedgewatch import pipeline  # noqa: E402
 from hedgewatch.fetching import VenueFetch  # noqa: E402
 from hedgewatch.replay.data import load_candle_files  # noqa: E402
 from hedgewatch.settings import load_settings  # noqa: E402
+from hedgewatch.storage.snapshot import data_dir  # noqa: E402
 from hedgewatch.storage.store import Lake, Store, StoreBusy, snapshot_path  # noqa: E402
 
 DATA = Path(os.environ.get("HEDGEWATCH_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -159,35 +161,47 @@ def _hold(path: Path) -> subprocess.Popen[str]:
     return holder
 
 
-def bench_readers(workdir: Path, runs: int = 6) -> dict[str, Any]:
+def bench_readers(workdir: Path, runs: int = 8) -> dict[str, Any]:
     _, settings = imported_history(workdir)
     database = settings.storage.database
-    with Store.open(database) as store:  # metrics up to date, snapshot published
+    with Store.open(database, publish=False) as store:  # metrics up to date
         pipeline.compute(store, settings, pipeline.dirty_since(store, settings))
         last = store.last_candle_hour()
         tail = store.candles_between(last - 23 * H, last)
     assert last is not None
+    clock = time.perf_counter()
+    with Store.open(database) as store:  # the first publication writes every partition
+        pass
+    first_publish = time.perf_counter() - clock
     hour = [last]
 
-    def one_run(publish: bool) -> float:
+    def one_run(publish: bool) -> tuple[float, float]:
+        """(wall, CPU) seconds of a run-sized write: load one hour, compute, publish or not."""
         hour[0] += H
         fresh = tail.filter(pl.col("open_time") == tail["open_time"].max()).with_columns(
             pl.lit(hour[0]).cast(pl.Datetime("us", "UTC")).alias("open_time")
         )
-        clock = time.perf_counter()
+        clock, cpu = time.perf_counter(), time.process_time()
         with Store.open(database, timeout_s=2, publish=publish) as store:
             pipeline.load(store, [VenueFetch("binance", None, candles=fresh)], "bench")
             pipeline.compute(store, settings, pipeline.dirty_since(store, settings))
-        return time.perf_counter() - clock
+        return time.perf_counter() - clock, time.process_time() - cpu
+
+    def alternate() -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        # Alternated, so both kinds see the same load on a shared machine.
+        published, unpublished = [], []
+        for _ in range(runs):
+            published.append(one_run(True))
+            unpublished.append(one_run(False))
+        return published, unpublished
 
     one_run(True)  # warm
-    plain = [one_run(True) for _ in range(runs)]
+    plain, bare = alternate()
     holder = _hold(snapshot_path(database))
     try:
-        held = [one_run(True) for _ in range(runs)]
+        held, held_bare = alternate()
     finally:
         holder.communicate("\n", timeout=60)
-    unpublished = [one_run(False) for _ in range(runs)]
     failed = 0
     holder = _hold(database)  # the old way: a reader on the writer's own file
     try:
@@ -198,16 +212,38 @@ def bench_readers(workdir: Path, runs: int = 6) -> dict[str, Any]:
                 failed += 1
     finally:
         holder.communicate("\n", timeout=60)
-    size = database.stat().st_size / 2**20
+
+    def med(rows: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(r[i] for r in rows)
+
+    root = data_dir(database)
+    generations = sorted(p for p in root.iterdir() if p.name.startswith("g"))
+    newest = json.loads((generations[-1] / "manifest.json").read_text())
+    parts = sum(len(t["parts"]) for t in newest["tables"].values())
+    own = sum(  # bytes of the newest generation that are not links to an older one
+        f.stat().st_size for f in generations[-1].rglob("*.parquet") if f.stat().st_nlink == 1
+    )
     return {
-        "database_mb": round(size, 1),
+        "database_mb": round(database.stat().st_size / 2**20, 1),
+        "first_publish_s": round(first_publish, 2),
+        "partitions_per_generation": parts,
+        "new_kb_per_generation": round(own / 1024),
+        "views_file_kb": round(snapshot_path(database).stat().st_size / 1024),
+        "generations_kept": len(generations),
         "run_s_median": {
-            "no_reader": round(statistics.median(plain), 3),
-            "reader_on_snapshot": round(statistics.median(held), 3),
-            "without_publishing": round(statistics.median(unpublished), 3),
+            "no_reader": round(med(plain, 0), 3),
+            "no_reader_without_publishing": round(med(bare, 0), 3),
+            "reader_on_snapshot": round(med(held, 0), 3),
+            "reader_on_snapshot_without_publishing": round(med(held_bare, 0), 3),
         },
-        "reader_ratio": round(statistics.median(held) / statistics.median(plain), 3),
-        "publish_ratio": round(statistics.median(plain) / statistics.median(unpublished), 3),
+        "run_cpu_s_median": {
+            "no_reader": round(med(plain, 1), 3),
+            "no_reader_without_publishing": round(med(bare, 1), 3),
+            "reader_on_snapshot": round(med(held, 1), 3),
+        },
+        "reader_ratio": round(med(held, 0) / med(plain, 0), 3),
+        "publish_ratio_wall": round(med(plain, 0) / med(bare, 0), 3),
+        "publish_ratio_cpu": round(med(plain, 1) / med(bare, 1), 3),
         "runs_failed_with_reader_on_snapshot": 0,
         "runs_failed_with_reader_on_writer_file": f"{failed} of 3",
     }
