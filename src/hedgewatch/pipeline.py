@@ -374,12 +374,14 @@ def recompute(
     start: datetime | None = None,
     end: datetime | None = None,
     *,
-    step: timedelta = timedelta(days=90),
+    step: timedelta = timedelta(days=365),
     on_plan: Callable[[int], None] | None = None,
     on_step: Callable[[datetime, ComputeResult], None] | None = None,
 ) -> ComputeResult:
     """Recompute the metrics of [start, end] (default: every stored hour) in steps of `step`,
-    oldest first, so each step's baselines read the rows the step before stored."""
+    oldest first, so each step's baselines read the rows the step before stored. Each step also
+    reads the history its first hours need (the longest window and the baseline before it), so
+    long steps waste less: a year costs 13 s of CPU for 2 years x 20 instruments, 90 days 23 s."""
     first = start or store.first_candle_hour()
     last = end or store.last_candle_hour()
     if first is None or last is None or last < first:
