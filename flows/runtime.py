@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,17 +116,100 @@ def wait_until_healthy(
         delay = min(delay * 1.5, 1.0)
 
 
-@contextmanager
-def local_prefect_server(
-    home: Path, *, ready_timeout_s: float = SERVER_READY_TIMEOUT_S, port: int | None = None
-) -> Iterator[str]:
-    """A `prefect server` on 127.0.0.1 owned by the caller (its database in `home`): started,
-    waited for by polling its health endpoint, and stopped on exit. Yields its API URL."""
+# A server only the demo talks to needs none of Prefect's background loops but the one that
+# records task runs; these are switched off for it (`local_prefect_server(lean=True)`).
+LEAN_SERVER_ENV = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "REPOSSESSOR",
+        "PAUSE_EXPIRATIONS",
+        "CANCELLATION_CLEANUP",
+        "CLEANUP_RECONCILER",
+        "TRIGGERS",
+        "EVENT_PERSISTER",
+    )
+}
+
+
+@dataclass
+class PrefectServerProcess:
+    """A `prefect server` process started by `start_prefect_server`: not yet known to be up."""
+
+    process: subprocess.Popen[Any]
+    api_url: str
+    log_path: Path
+    template: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def wait_ready(self, deadline_s: float = SERVER_READY_TIMEOUT_S) -> float:
+        """Poll the health endpoint until it answers; returns the seconds since the start.
+        Raises RuntimeError (with the end of the server's log) if the server exits first or
+        the deadline passes. A new database it migrated is kept as the template, if one is named."""
+        try:
+            wait_until_healthy(
+                self.api_url,
+                max(0.0, deadline_s - (time.monotonic() - self.started)),
+                alive=lambda: self.process.poll() is None,
+            )
+        except RuntimeError as exc:
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise RuntimeError(f"{exc}; its log ({self.log_path}) ends:\n{tail}") from None
+        if self.template is not None and not self.template.exists():
+            keep_template(self.log_path.parent / "prefect.db", self.template)
+        return time.monotonic() - self.started
+
+    def stop(self) -> None:
+        flush_prefect_logs()
+        stop_process(self.process)
+
+
+def database_template(cache: Path) -> Path:
+    """Where a migrated, empty Prefect database for the installed Prefect version is kept."""
+    import prefect
+
+    return cache / f"prefect-{prefect.__version__}.db"
+
+
+def keep_template(database: Path, template: Path) -> None:
+    """Copy the server's freshly migrated database (consistently, while it runs) to `template`."""
+    template.parent.mkdir(parents=True, exist_ok=True)
+    partial = template.with_name(f".{template.name}.{os.getpid()}")
+    try:
+        with (
+            contextlib.closing(sqlite3.connect(database)) as source,
+            contextlib.closing(sqlite3.connect(partial)) as copy,
+        ):
+            source.backup(copy)
+        os.replace(partial, template)
+    except (OSError, sqlite3.Error) as exc:  # only a cache: the next start migrates again
+        logging.getLogger(__name__).warning("Prefect database template not kept: %s", exc)
+        partial.unlink(missing_ok=True)
+
+
+def start_prefect_server(
+    home: Path, *, port: int | None = None, lean: bool = False, template_cache: Path | None = None
+) -> PrefectServerProcess:
+    """Start `prefect server` on 127.0.0.1 with its database in `home`, without waiting for it.
+
+    `lean`: only the services a caller that just runs flows needs (no scheduler, no late-run or
+    heartbeat loops, no event history). `template_cache`: a folder holding a migrated empty
+    database per Prefect version; when there is one, the server starts from a copy of it
+    instead of running every migration on a new database (and keeps one when there is not).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, **QUIET_SERVER_ENV, "PREFECT_HOME": str(home.resolve())}
     env.pop("PREFECT_API_URL", None)
+    if lean:
+        env.update(LEAN_SERVER_ENV)
+    template = database_template(template_cache) if template_cache is not None else None
+    if template is not None and template.exists():
+        shutil.copyfile(template, home / "prefect.db")
+        env["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] = "false"  # the template has them
     log_path = home / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
@@ -143,16 +229,31 @@ def local_prefect_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    return PrefectServerProcess(process, api_url, log_path, template)
+
+
+@contextmanager
+def prefect_server(
+    home: Path, *, port: int | None = None, lean: bool = False, template_cache: Path | None = None
+) -> Iterator[PrefectServerProcess]:
+    """`start_prefect_server`, stopped on exit; the caller waits for it (`wait_ready`) when it
+    needs it, so it can do other work while the server starts."""
+    server = start_prefect_server(home, port=port, lean=lean, template_cache=template_cache)
     try:
-        try:
-            wait_until_healthy(api_url, ready_timeout_s, alive=lambda: process.poll() is None)
-        except RuntimeError as exc:
-            tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-            raise RuntimeError(f"{exc}; its log ({log_path}) ends:\n{tail}") from None
-        yield api_url
+        yield server
     finally:
-        flush_prefect_logs()
-        stop_process(process)
+        server.stop()
+
+
+@contextmanager
+def local_prefect_server(
+    home: Path, *, ready_timeout_s: float = SERVER_READY_TIMEOUT_S, port: int | None = None
+) -> Iterator[str]:
+    """A `prefect server` on 127.0.0.1 owned by the caller (its database in `home`): started,
+    waited for by polling its health endpoint, and stopped on exit. Yields its API URL."""
+    with prefect_server(home, port=port) as server:
+        server.wait_ready(ready_timeout_s)
+        yield server.api_url
 
 
 def flush_prefect_logs() -> None:

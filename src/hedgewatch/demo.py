@@ -25,7 +25,7 @@ import tomli_w
 from hedgewatch.flows.runtime import (
     api_configured,
     configured_api_url,
-    local_prefect_server,
+    prefect_server,
     quiet_prefect,
 )
 from hedgewatch.replay import ReplayExchange, load_candle_files, load_funding_files
@@ -76,39 +76,58 @@ def run_demo(
     """Run the demo from scratch in `workdir`; returns the alert timeline rows.
 
     The flow runs go to `api_url` when given, else to the Prefect server PREFECT_API_URL names,
-    else to a server the demo starts for itself and stops at the end.
+    else to a server the demo starts for itself and stops at the end. That server starts while
+    the demo loads the candles and starts the replay exchange, and is waited for (health
+    endpoint) only when the first run needs it. Its database starts as a copy of a migrated
+    empty one kept next to `workdir` (made by the first demo), not by running every migration.
     """
-    from hedgewatch.flows.hourly import hourly
-
+    phases: dict[str, float] = {}
     started = time.perf_counter()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    data = demo_data_dir()
-    candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
-    funding = load_funding_files(sorted(data.glob("binance_funding_*.csv.gz")))
-    echo(
-        f"hedgewatch demo: replaying Binance {first_run:%Y-%m-%d} → {last_run:%Y-%m-%d} "
-        f"(LUNA/UST collapse), a run every {step_hours} h"
-    )
     if api_url is None and api_configured():
         api_url = configured_api_url()
     with contextlib.ExitStack() as stack:
+        server = None
         if api_url is None:
-            server_started = time.perf_counter()
-            api_url = stack.enter_context(local_prefect_server(workdir / "prefect"))
-            echo(
-                f"Prefect server on {api_url.removesuffix('/api')} "
-                f"(ready in {time.perf_counter() - server_started:.1f} s; stopped at the end)"
+            server = stack.enter_context(
+                prefect_server(
+                    workdir / "prefect", lean=True, template_cache=workdir.parent / ".prefect-cache"
+                )
             )
-        stack.enter_context(quiet_prefect(api_url=api_url))
+        mark = time.perf_counter()
+        from hedgewatch.flows.hourly import hourly
+
+        data = demo_data_dir()
+        candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
+        funding = load_funding_files(sorted(data.glob("binance_funding_*.csv.gz")))
         exchange = stack.enter_context(ReplayExchange(candles, funding, now=first_run))
         config = write_demo_config(workdir, exchange.url)
+        phases["load candles, start the replay exchange"] = time.perf_counter() - mark
+        echo(
+            f"hedgewatch demo: replaying Binance {first_run:%Y-%m-%d} → {last_run:%Y-%m-%d} "
+            f"(LUNA/UST collapse), a run every {step_hours} h"
+        )
+        if server is not None:
+            mark = time.perf_counter()
+            ready = server.wait_ready()
+            phases["wait for the Prefect server"] = time.perf_counter() - mark
+            api_url = server.api_url
+            echo(
+                f"Prefect server on {api_url.removesuffix('/api')} "
+                f"(ready {ready:.1f} s after its start; stopped at the end)"
+            )
+        assert api_url is not None
+        stack.enter_context(quiet_prefect(api_url=api_url))
         echo(f"replay exchange on {exchange.url}; config {config}")
+        mark = time.perf_counter()
         now = first_run
+        runs = 0
         while now <= last_run:
             exchange.set_now(now)
             summary = hourly(config_path=str(config))
+            runs += 1
             fired = sum(1 for a in summary.alerts if a["kind"] == "firing")
             echo(
                 f"  run at {now:%Y-%m-%d %H:%M} UTC: "
@@ -119,6 +138,10 @@ def run_demo(
                 + (f", {len(summary.failures)} failures" if summary.failures else "")
             )
             now += timedelta(hours=step_hours)
+        phases[f"{runs} flow runs"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+    if server is not None:
+        phases["stop the Prefect server"] = time.perf_counter() - mark
     database = workdir / "hedgewatch.duckdb"
     with Store.open(database, read_only=True) as store:
         timeline = store.demo_timeline()
@@ -146,5 +169,9 @@ def run_demo(
         "Slack .slack.json)"
     )
     echo(f'Ask it: hedgewatch query -d {database} "select * from hedge_status"')
-    echo(f"Demo finished in {time.perf_counter() - started:.1f} s.")
+    echo(
+        f"Demo finished in {time.perf_counter() - started:.1f} s ("
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+        + ")."
+    )
     return timeline
