@@ -283,13 +283,16 @@ def stop_process(process: subprocess.Popen[Any], grace_s: float = 20.0) -> None:
         pass
 
 
-def serve_until_signalled(deployment: RunnerDeployment) -> None:
+def serve_until_signalled(
+    deployment: RunnerDeployment, on_ready: Callable[[], None] = lambda: None
+) -> None:
     """Serve `deployment` (scheduled runs in subprocesses) until SIGINT or SIGTERM, then stop the
-    runner, let it pause the schedule, and return."""
-    asyncio.run(_serve(deployment))
+    runner, let it pause the schedule, and return. `on_ready` is called once both signals are
+    handled here (before, a Ctrl-C would still end the process with a traceback)."""
+    asyncio.run(_serve(deployment, on_ready))
 
 
-async def _serve(deployment: RunnerDeployment) -> None:
+async def _serve(deployment: RunnerDeployment, on_ready: Callable[[], None]) -> None:
     from prefect.runner import Runner
 
     loop = asyncio.get_running_loop()
@@ -304,6 +307,7 @@ async def _serve(deployment: RunnerDeployment) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_soon)
     runner.handle_sigterm = stop_soon  # type: ignore[method-assign]
+    on_ready()
     serving: asyncio.Task[None] | None = None
     waiting = asyncio.create_task(stop.wait())
     try:

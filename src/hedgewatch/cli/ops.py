@@ -75,13 +75,15 @@ def serve(
     with quiet_prefect(log_level="INFO"):
         tags = ensure_venue_limits(settings)
         deployment = build_deployment(settings, config)
-        typer.echo(
-            f"serving {deployment.flow_name}/{deployment.name}: cron "
-            f"{settings.schedule.cron!r} ({settings.schedule.timezone}), one run at a time, "
-            f"one fetch per venue ({', '.join(tags)}); Ctrl-C (or SIGTERM) stops and pauses "
-            "the schedule"
+        serve_until_signalled(
+            deployment,
+            on_ready=lambda: typer.echo(
+                f"serving {deployment.flow_name}/{deployment.name}: cron "
+                f"{settings.schedule.cron!r} ({settings.schedule.timezone}), one run at a time, "
+                f"one fetch per venue ({', '.join(tags)}); Ctrl-C (or SIGTERM) stops and pauses "
+                "the schedule"
+            ),
         )
-        serve_until_signalled(deployment)
     typer.echo("stopped; the schedule is paused until the next `hedgewatch serve`")
 
 
