@@ -30,6 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.utilities.annotations import quote
 
 from hedgewatch import pipeline
 from hedgewatch.fetching import VenueFetch, fetch_venue
@@ -323,7 +324,10 @@ def run_steps(
     def call(task: Any) -> Any:
         return task.with_options(timeout_seconds=step) if prefect else task.fn
 
-    candle_marks, funding_marks = call(read_watermarks)(settings)
+    # Prefect walks every task argument looking for futures to wait on (half a second of CPU
+    # per run on the settings, candle frames and summaries); these hold none, so it need not.
+    as_is: Any = quote if prefect else (lambda value: value)
+    candle_marks, funding_marks = call(read_watermarks)(as_is(settings))
     chosen = [
         venue
         for venue in settings.venues
@@ -332,7 +336,7 @@ def run_steps(
     if prefect:
         futures = [
             fetch.with_options(tags=["exchange", f"venue:{venue.name}"]).submit(
-                settings, venue, candle_marks, funding_marks
+                as_is(settings), venue, as_is(candle_marks), as_is(funding_marks)
             )
             for venue in chosen
         ]
@@ -346,13 +350,13 @@ def run_steps(
     summary.failures = [f"{f.venue}: {f.error}" for f in fetches if f.error] + [
         f"{s.venue} {s.market} {s.symbol} {s.dataset}: {s.error}" for f in fetches for s in f.failed
     ]
-    summary = call(load_compute_evaluate)(settings, fetches, summary, metrics)
+    summary = call(load_compute_evaluate)(as_is(settings), as_is(fetches), as_is(summary), metrics)
     if deliver_outbox and metrics:
-        summary.deliveries = call(deliver)(settings)
+        summary.deliveries = call(deliver)(as_is(settings))
     if not record:
         summary.status = "partial" if summary.failures else "ok"
         return summary
-    return call(publish)(settings, summary)
+    return call(publish)(as_is(settings), as_is(summary))
 
 
 def run_markdown(summary: RunSummary) -> str:
