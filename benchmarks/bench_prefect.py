@@ -14,16 +14,22 @@ delivers and records that hour (12 series). Measured:
 3. A fresh process per run with no server configured and Prefect's temporary server allowed
    (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180): option (c), which hedgewatch no longer
    uses — a bare `hedgewatch run` now takes the plain path of 2.
-4. Option (a): a `prefect server` owned by the caller (`local_prefect_server`), start to healthy.
-5. `hedgewatch demo` end to end (19 runs through the LUNA crash, its own server), wall time.
+4. Option (a): a `prefect server` owned by the caller, start to healthy: as the tests start it
+   (`local_prefect_server`: a new database, every migration, all services), and as the demo does
+   (`prefect_server(lean=True, template_cache=...)`: a copy of a migrated database, only the
+   services that record runs).
+5. `hedgewatch demo` end to end (19 runs through the LUNA crash, its own server): the first demo
+   (its server migrates a new database and keeps it as the template) and the ones after it.
 
-Prints a table; take the median, and re-run on a quiet machine before quoting figures.
+Prints wall and CPU seconds (user + system, of the child processes: for the demo that includes its
+Prefect server); take the median, and re-run on a quiet machine before quoting figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -87,6 +93,12 @@ def fresh_copy(seed: Path, workdir: Path, url: str) -> Path:
     return config
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every child process waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -121,6 +133,7 @@ def main() -> None:
     candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
     funding = load_funding_files(sorted(data.glob("binance_funding_*.csv.gz")))
     results: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
     try:
         with ReplayExchange(candles, funding, now=SEED_AT) as exchange:
             seed = tmp / "seed"
@@ -150,7 +163,7 @@ def main() -> None:
                         ("2. fresh process: plain functions", PLAIN),
                     ):
                         config = fresh_copy(seed, tmp / f"proc-{n}", exchange.url)
-                        started = time.perf_counter()
+                        started, cpu = time.perf_counter(), children_cpu()
                         subprocess.run(
                             [sys.executable, "-c", script, str(config), str(ROOT / "benchmarks")],
                             check=True,
@@ -158,6 +171,7 @@ def main() -> None:
                             stdout=subprocess.DEVNULL,
                         )
                         results.setdefault(label, []).append(time.perf_counter() - started)
+                        cpus.setdefault(label, []).append(children_cpu() - cpu)
 
             no_server = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
             for n in range(max(2, args.repeat // 2)):
@@ -173,18 +187,30 @@ def main() -> None:
                     time.perf_counter() - started
                 )
 
-        from hedgewatch.flows.runtime import local_prefect_server
+        from hedgewatch.flows.runtime import local_prefect_server, prefect_server
 
         for n in range(max(2, args.repeat // 2)):
             started = time.perf_counter()
             with local_prefect_server(tmp / f"server-{n}"):
-                results.setdefault("4. own prefect server: start to healthy", []).append(
-                    time.perf_counter() - started
+                results.setdefault(
+                    "4. own prefect server, new database, all services: start to healthy", []
+                ).append(time.perf_counter() - started)
+            # The demo's way: the first start keeps the template, the others copy it.
+            started = time.perf_counter()
+            with prefect_server(
+                tmp / f"lean-{n}", lean=True, template_cache=tmp / "template"
+            ) as server:
+                server.wait_ready()
+                label = "4. own prefect server, " + (
+                    "lean, new database (keeps the template)"
+                    if n == 0
+                    else "lean, from the template (the demo's way)"
                 )
+                results.setdefault(label, []).append(time.perf_counter() - started)
 
         if not args.no_demo:
-            for n in range(2):
-                started = time.perf_counter()
+            for n in range(3):
+                started, cpu = time.perf_counter(), children_cpu()
                 subprocess.run(
                     [
                         str(Path(sys.executable).parent / "hedgewatch"),
@@ -196,16 +222,19 @@ def main() -> None:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                results.setdefault("5. hedgewatch demo (19 runs, own server)", []).append(
-                    time.perf_counter() - started
+                label = "5. hedgewatch demo (19 runs, own server), " + (
+                    "first (migrates)" if n == 0 else "later (from the template)"
                 )
+                results.setdefault(label, []).append(time.perf_counter() - started)
+                cpus.setdefault(label, []).append(children_cpu() - cpu)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("| measurement | median s | best s | worst s | runs |")
-    print("|---|---|---|---|---|")
+    print("| measurement | median s | best s | worst s | runs | CPU s (median) |")
+    print("|---|---|---|---|---|---|")
     for label, values in results.items():
-        print(row(label, values))
+        cpu_s = f"{median(cpus[label]):.2f}" if label in cpus else "–"
+        print(f"{row(label, values)} {cpu_s} |")
     pairs = [
         (
             "in process, server up",
