@@ -7,13 +7,12 @@ errors, `faults` describes injected misbehaviour, `data` loads candle and fundin
 
 from hedgewatch.replay.data import load_candle_files, load_funding_files
 from hedgewatch.replay.faults import Fault, RequestLog
-from hedgewatch.replay.server import ReplayExchange, VenueReplay, make_replay
+from hedgewatch.replay.server import ReplayExchange, make_replay
 
 __all__ = [
     "Fault",
     "ReplayExchange",
     "RequestLog",
-    "VenueReplay",
     "load_candle_files",
     "load_funding_files",
     "make_replay",

@@ -136,6 +136,8 @@ BINANCE = VenueSpec(
                 mark_field="markPrice",
                 # Ascending and inclusive: a row stamped at the requested start is a repeat.
                 paging=ForwardFromStart(repeats_cursor=True),
+                newest_first=False,
+                time_as_string=False,
                 # fundingRate is limited separately (500 requests / 5 min / IP, shared with
                 # fundingInfo); an hourly run asks a handful of times, so it is only counted
                 # against the minute budget here.

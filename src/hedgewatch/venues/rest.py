@@ -188,6 +188,8 @@ class FundingEndpoint:
     exclusive_bounds: bool = False
     # Newest-first venues page back from the end; Binance forward from the start.
     paging: Paging = field(default_factory=BackwardFromEnd)
+    newest_first: bool = True
+    time_as_string: bool = True
     fixed_params: Mapping[str, str] = field(default_factory=dict)
     rate_limit: str = "public"
     weight: int = 1
