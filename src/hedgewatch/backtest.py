@@ -74,42 +74,48 @@ def _inputs(
 def freshness_history(
     closes: pl.DataFrame, settings: Settings, start: datetime, end: datetime
 ) -> pl.DataFrame:
-    """For every hour in [start, end] and instrument: the age of its newest candle at that hour,
-    from the closes (instrument, open_time) of every configured instrument."""
-    frames = []
-    hours = pl.datetime_range(start, end, "1h", time_zone="UTC", eager=True).cast(
-        pl.Datetime("us", "UTC")
-    )
-    grid = pl.DataFrame({"open_time": hours})
-    by_id = closes.select(
-        "instrument", pl.col("open_time").cast(pl.Datetime("us", "UTC"))
-    ).partition_by("instrument", as_dict=True)
-    for inst in settings.instruments:
-        times = by_id.get((inst.id,), pl.DataFrame(schema=grid.schema)).select("open_time")
-        times = times.with_columns(pl.col("open_time").alias("last_open_time"))
-        joined = grid.join_asof(times, on="open_time", strategy="backward")
-        present = grid.join(
-            times.select("open_time", pl.lit(1).alias("has")), on="open_time", how="left"
-        ).with_columns(pl.col("has").fill_null(0))
-        recent = present.select(
-            (24 - pl.col("has").rolling_sum(24, min_samples=1)).alias("missing_hours")
-        )
-        frames.append(
-            joined.hstack(recent).with_columns(
-                pl.lit(inst.id).alias("instrument"),
-                pl.lit(inst.venue).alias("venue"),
-                pl.lit(inst.market).alias("market"),
-                pl.lit(inst.symbol).alias("symbol"),
-                ((pl.col("open_time") - pl.col("last_open_time")).dt.total_hours())
-                .cast(pl.Float64)
-                .alias("age_hours"),
-                pl.col("missing_hours").cast(pl.Float64),
-                pl.lit(0.0).alias("fetch_errors"),
-            )
-        )
-    if not frames:
+    """For every hour in [start, end] and instrument: the age of its newest candle at that hour
+    and the hours missing in the 24 before it, from the closes (instrument, open_time)."""
+    if not settings.instruments:
         return pl.DataFrame()
-    return pl.concat(frames, how="vertical_relaxed").sort("open_time", "instrument")
+    utc = pl.Datetime("us", "UTC")
+    hours = pl.datetime_range(start, end, "1h", time_zone="UTC", eager=True).cast(utc)
+    ids = pl.DataFrame(
+        {
+            "instrument": [i.id for i in settings.instruments],
+            "venue": [i.venue for i in settings.instruments],
+            "market": [i.market for i in settings.instruments],
+            "symbol": [i.symbol for i in settings.instruments],
+        }
+    )
+    grid = ids.join(pl.DataFrame({"open_time": hours}), how="cross")
+    times = closes.select("instrument", pl.col("open_time").cast(utc)).filter(
+        pl.col("instrument").is_in(ids["instrument"].implode())
+    )
+    newest = grid.sort("open_time").join_asof(
+        times.with_columns(pl.col("open_time").alias("last_open_time")).sort("open_time"),
+        on="open_time",
+        by="instrument",
+        strategy="backward",
+    )
+    return (
+        newest.join(
+            times.with_columns(pl.lit(1).alias("has")), on=["instrument", "open_time"], how="left"
+        )
+        .sort("instrument", "open_time")
+        .with_columns(
+            (24 - pl.col("has").fill_null(0).rolling_sum(24, min_samples=1).over("instrument"))
+            .cast(pl.Float64)
+            .alias("missing_hours"),
+            (pl.col("open_time") - pl.col("last_open_time"))
+            .dt.total_hours()
+            .cast(pl.Float64)
+            .alias("age_hours"),
+            pl.lit(0.0).alias("fetch_errors"),
+        )
+        .drop("has")
+        .sort("open_time", "instrument")
+    )
 
 
 @dataclass
