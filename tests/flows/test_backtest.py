@@ -194,14 +194,14 @@ def test_sweep_scores_each_grid_point(history: Path, tmp_path: Path) -> None:
         (20, 3),
     ]
     by = {(r["market-stress.fire_above"], r["market-stress.for_hours"]): r for r in rows}
-    # Impossible rules are reported, not scored: 1.5 is below clear_below (2).
+    # Impossible rules are reported, not scored: 1.5 is below clear_below (2), 20 beyond the
+    # rule's critical_at (6).
     assert "clear_below" in by[(1.5, 1)]["error"]
-    # A higher threshold never alerts sooner; a longer for_hours neither; 20 typical moves
-    # is more than the crash ever fell in 12 hours (12.5 at most).
+    assert "critical_at" in by[(20, 1)]["error"]
+    # A higher threshold never alerts sooner; a longer for_hours neither.
     assert by[(4, 1)]["alerted"] == by[(5, 1)]["alerted"] == 1
     assert by[(4, 1)]["median_lag_hours"] <= by[(5, 1)]["median_lag_hours"]
     assert by[(4, 1)]["median_lag_hours"] < by[(4, 3)]["median_lag_hours"]
-    assert by[(20, 1)]["alerted"] == 0
     # The config's own values (4, 1) give the plain scorecard's lag.
     [plain] = backtest(history, "--events", str(events), "--rule", "market-stress", "-f", "json")
     [luna] = json.loads(str(plain["text"]))["scorecard"]["events"]
