@@ -25,12 +25,17 @@ FROM correlation_matrix AS m
 JOIN (SELECT window_hours, max(open_time) AS open_time FROM pair_correlations GROUP BY ALL) AS l
   USING (window_hours, open_time);
 
--- Market stress per basket, window and hour, with each metric against its trailing baseline.
+-- Market stress per basket, window and hour, with each metric against its trailing baseline,
+-- and the stress signals the alert rules read: the member set, the basket's return, its fall
+-- from the window's high, realised volatility and dispersion, each with its robust z, and the
+-- average correlation's robust z on the Fisher scale.
 -- Supersedes the narrower market_stress of 10_market.sql (same columns first).
 CREATE OR REPLACE VIEW market_stress AS
 SELECT basket, window_hours, open_time, avg_corr, n_pairs, n_obs,
        avg_corr_adj, avg_corr_baseline, avg_corr_z,
-       absorption_ratio, absorption_z
+       absorption_ratio, absorption_z,
+       corr_z, members, n_members, basket_return, drawdown, drawdown_z,
+       vol, vol_z, dispersion, dispersion_z
 FROM basket_metrics;
 
 -- Hedge correlation with its confidence interval and the test against the longest window.

@@ -18,7 +18,9 @@ from hedgewatch.settings import Settings, load_settings
 from hedgewatch.storage.store import Store
 
 NASTY = "</script><script>console.error('injected')</script>"
-FIGURES = 6  # one heatmap (majors), three hedges, one market stress, the alert timeline
+# One heatmap (majors), three hedges, the alert timeline, and three market stress charts: the
+# average correlation, and what the default basket rules read (drawdown_z, corr_z).
+FIGURES = 8
 
 
 @pytest.fixture()
@@ -39,10 +41,12 @@ def metrics_db(tmp_path: Path) -> tuple[Settings, Path]:
             {"hedges": [h.name for h in settings.hedges]},
         ).fetchall()
         con.execute(
-            "INSERT INTO basket_metrics (basket, window_hours, open_time, n_obs, n_pairs, avg_corr)"
+            "INSERT INTO basket_metrics (basket, window_hours, open_time, n_obs, n_pairs, avg_corr,"
+            " drawdown_z, corr_z)"
             " SELECT 'majors', w, TIMESTAMPTZ '2022-05-10 00:00:00+00'"
-            " + i * INTERVAL 1 HOUR, w, 28, 0.85 + 0.1 * sin(i / 5)"
-            " FROM (VALUES (24), (168)) AS ws(w), range(48) AS r(i)"
+            " + i * INTERVAL 1 HOUR, w, 28, 0.85 + 0.1 * sin(i / 5), 3 + 2 * sin(i / 7),"
+            " 1 + sin(i / 9)"
+            " FROM (VALUES (12), (24), (168)) AS ws(w), range(48) AS r(i)"
         ).fetchall()
         con.execute(
             "INSERT INTO pair_correlations (a, b, window_hours, open_time, n_obs, corr)"
@@ -101,6 +105,10 @@ def test_the_report_has_every_section_and_needs_no_network(
     assert f"(24h) fires above {level.fire_threshold:+.2f}" in html
     assert f"(24h) clears below {level.clear_threshold:+.2f}" in html
     assert f"(24h) fires above {own.fire_threshold:+.2f}" not in html
+    # The market-stress rule's level sits on the basket's drawdown chart.
+    stress = rules["market-stress"]
+    assert "fall from the window&#x27;s high" in html or "fall from the window's high" in html
+    assert f"market-stress (12h) fires above {stress.fire_threshold:+.2f}" in html
     assert not re.search(r"<(script|link)[^>]+(src|href)=", html), "the page loads something"
     assert NASTY not in html and "&lt;/script&gt;&lt;script&gt;" in html
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from hedgewatch.alerts.rules import KINDS
 from hedgewatch.settings import Settings, utc_now
 from hedgewatch.storage.store import Store
 
@@ -307,19 +308,37 @@ def _hedge_charts(settings: Settings, data: ReportData) -> str:
     )
 
 
+# What each basket chart shows; the average correlation always, the others when a rule reads them.
+_BASKET_CHARTS = {
+    "avg_corr": ("{}: average pairwise correlation", "average correlation"),
+    "drawdown_z": ("{}: fall from the window's high, in typical moves", "drawdown_z"),
+    "vol_z": ("{}: realised volatility against its 30-day normal (robust z)", "vol_z"),
+    "dispersion_z": ("{}: dispersion of the members' returns (robust z)", "dispersion_z"),
+    "corr_z": ("{}: average correlation against its 30-day normal (robust z)", "corr_z"),
+}
+
+
 def _stress_charts(settings: Settings, data: ReportData) -> str:
     if not settings.baskets:
         return _empty("No baskets configured.")
-    return _metric_charts(
-        settings,
-        data,
-        data.baskets.rename({"basket": "subject"}),
-        [b.name for b in settings.baskets],
-        "avg_corr",
-        "{}: average pairwise correlation",
-        "average correlation",
-        "No market stress metrics yet.",
-    )
+    baskets = data.baskets.rename({"basket": "subject"})
+    names = [b.name for b in settings.baskets]
+    parts = []
+    for column, (title, y_title) in _BASKET_CHARTS.items():
+        windows = {
+            rule.window_hours
+            for rule in settings.alerts.rules
+            if KINDS[rule.kind].source == "basket" and rule.watched_metric == column
+        }
+        if column != "avg_corr" and (not windows or column not in baskets.columns):
+            continue
+        if windows:
+            frame = baskets.filter(pl.col("window_hours").is_in(sorted(windows)))
+        else:
+            frame = baskets
+        nothing = "No market stress metrics yet."
+        parts.append(_metric_charts(settings, data, frame, names, column, title, y_title, nothing))
+    return "\n".join(parts)
 
 
 def _lab_backtests(store: Store, settings: Settings, end: datetime | None, days: int) -> list[Any]:
