@@ -97,6 +97,7 @@ def freshness_history(
         on="open_time",
         by="instrument",
         strategy="backward",
+        check_sortedness=False,  # both sides are sorted by open_time just above
     )
     return (
         newest.join(
