@@ -1,9 +1,11 @@
 """Import real Binance history from ../shared/data into a DuckDB file, for backtests.
 
     python benchmarks/import_shared.py var/history.duckdb
+    python benchmarks/import_shared.py var/perps.duckdb binance_usdm_perp_1h_2022-10_2025-10.csv.gz
 
 Loads the spot majors (2021-04..2023-12), the spot hedges/stables/leveraged tokens and the
-USD-M perpetuals (2020-01..2024-04) through the store's own upsert, as venue "binance".
+USD-M perpetuals (2020-01..2024-04) through the store's own upsert, as venue "binance"; or the
+files of ../shared/data/candles named after the target.
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ FILES = (
 )
 
 
-def main(target: Path) -> None:
+def main(target: Path, files: tuple[str, ...] = FILES) -> None:
     started = time.perf_counter()
     with Store.open(target) as store:
-        for name in FILES:
+        for name in files:
             path = DATA / name
             if not path.exists():
                 raise SystemExit(f"{path}: not found (the shared data folder is missing)")
@@ -51,4 +53,7 @@ def main(target: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "var/history.duckdb"))
+    main(
+        Path(sys.argv[1] if len(sys.argv) > 1 else "var/history.duckdb"),
+        tuple(sys.argv[2:]) or FILES,
+    )

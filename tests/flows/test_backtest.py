@@ -109,6 +109,11 @@ def test_benchmark_config_uses_the_example_rules() -> None:
     assert bench["alerts"]["rules"] == example["alerts"]["rules"]
     assert bench["metrics"] == example["metrics"]
     assert len(bench["instruments"]) == 20
+    perps = tomllib.loads((root / "benchmarks" / "backtest-perps.toml").read_text())
+    assert perps["alerts"]["rules"] == [
+        r for r in example["alerts"]["rules"] if r["name"] != "hedge-decoupling-level"
+    ]
+    assert perps["metrics"] == example["metrics"]
 
 
 EVENTS = """
