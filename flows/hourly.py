@@ -216,7 +216,12 @@ def deliver(settings: Settings) -> dict[str, Any]:
         _logger().warning(
             "%d notification(s) not delivered; they stay queued for the next run", report.failed
         )
-    return {"delivered": report.delivered, "failed": report.failed, "errors": report.errors}
+    return {
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "errors": report.errors,
+        "dead": report.dead,  # given up in this run (reported once, `hedgewatch outbox requeue`)
+    }
 
 
 @task(name="publish-run", **_DB_STEP)

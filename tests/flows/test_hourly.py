@@ -175,7 +175,7 @@ def test_failed_delivery_stays_queued_then_goes_out_exactly_once(
         second = hourly(config_path=str(config))
         third = hourly(config_path=str(config))
     assert second.deliveries["delivered"] == len(queued)
-    assert third.deliveries == {"delivered": 0, "failed": 0, "errors": []}
+    assert third.deliveries == {"delivered": 0, "failed": 0, "errors": [], "dead": []}
     assert len(webhook.payloads) == len(queued)
 
 

@@ -884,7 +884,7 @@ class Store:
         return json.loads(rows[0][0]) if rows else None
 
     def queued_count(self) -> int:
-        """Notifications in the outbox not delivered yet."""
+        """Notifications in the outbox a run would send: undelivered, not given up."""
         return int(self.query("queued_count").item())
 
     def log_fetches(self, rows: Sequence[Mapping[str, Any]]) -> None:
