@@ -78,45 +78,50 @@ def freshness_history(
     and the hours missing in the 24 before it, from the closes (instrument, open_time)."""
     if not settings.instruments:
         return pl.DataFrame()
-    utc = pl.Datetime("us", "UTC")
-    hours = pl.datetime_range(start, end, "1h", time_zone="UTC", eager=True).cast(utc)
-    ids = pl.DataFrame(
-        {
-            "instrument": [i.id for i in settings.instruments],
-            "venue": [i.venue for i in settings.instruments],
-            "market": [i.market for i in settings.instruments],
-            "symbol": [i.symbol for i in settings.instruments],
-        }
-    )
-    grid = ids.join(pl.DataFrame({"open_time": hours}), how="cross")
-    times = closes.select("instrument", pl.col("open_time").cast(utc)).filter(
-        pl.col("instrument").is_in(ids["instrument"].implode())
-    )
-    newest = grid.sort("open_time").join_asof(
-        times.with_columns(pl.col("open_time").alias("last_open_time")).sort("open_time"),
-        on="open_time",
-        by="instrument",
-        strategy="backward",
-        check_sortedness=False,  # both sides are sorted by open_time just above
-    )
-    return (
-        newest.join(
-            times.with_columns(pl.lit(1).alias("has")), on=["instrument", "open_time"], how="left"
+    first, last = _micros(start) // _HOUR_US, _micros(end) // _HOUR_US
+    grid = np.arange(first, last + 1, dtype=np.int64)
+    by_id = {
+        key[0]: part["hour"].to_numpy()
+        for key, part in closes.select(
+            "instrument", (pl.col("open_time").dt.epoch("us") // _HOUR_US).alias("hour")
         )
-        .sort("instrument", "open_time")
-        .with_columns(
-            (24 - pl.col("has").fill_null(0).rolling_sum(24, min_samples=1).over("instrument"))
-            .cast(pl.Float64)
-            .alias("missing_hours"),
-            (pl.col("open_time") - pl.col("last_open_time"))
-            .dt.total_hours()
-            .cast(pl.Float64)
-            .alias("age_hours"),
-            pl.lit(0.0).alias("fetch_errors"),
+        .sort("instrument", "hour")
+        .partition_by("instrument", as_dict=True)
+        .items()
+    }
+    parts = []
+    for inst in settings.instruments:
+        hours = np.unique(by_id.get(inst.id, np.zeros(0, dtype=np.int64)))
+        at = np.searchsorted(hours, grid, side="right")  # candles at or before each hour
+        newest = np.where(at > 0, hours[np.maximum(at - 1, 0)], -1)
+        # Candles in the 24 hours ending at each hour: those <= h minus those <= h - 24.
+        recent = at - np.searchsorted(hours, grid - 24, side="right")
+        parts.append(
+            pl.DataFrame(
+                {
+                    "open_time": grid,
+                    "last_open_time": newest,
+                    "missing_hours": (24 - recent).astype(np.float64),
+                    "age_hours": np.where(newest >= 0, grid - newest, np.nan).astype(np.float64),
+                }
+            ).with_columns(
+                pl.lit(inst.id).alias("instrument"),
+                pl.lit(inst.venue).alias("venue"),
+                pl.lit(inst.market).alias("market"),
+                pl.lit(inst.symbol).alias("symbol"),
+                pl.lit(0.0).alias("fetch_errors"),
+            )
         )
-        .drop("has")
-        .sort("open_time", "instrument")
-    )
+    frame = pl.concat(parts, how="vertical")
+    hour = pl.Datetime("us", "UTC")
+    return frame.with_columns(
+        (pl.col("open_time") * _HOUR_US).cast(hour),
+        pl.when(pl.col("last_open_time") >= 0).then(pl.col("last_open_time") * _HOUR_US).cast(hour),
+        pl.col("age_hours").fill_nan(None),
+    ).sort("open_time", "instrument")
+
+
+_HOUR_US = 3_600_000_000
 
 
 @dataclass

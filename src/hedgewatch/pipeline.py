@@ -354,6 +354,9 @@ def metric_frames(
             )
             for halflife in m.ewma_halflife_hours
         )
+    # The basket and pair jobs cost the most: start them first so neither thread ends alone.
+    heavy_first = {"baskets": 0, "pairs": 1, "ewma": 2, "hedges": 3}
+    jobs.sort(key=lambda job: heavy_first[job[0]])  # stable: each kind keeps its window order
     done = _run_jobs([job for _, job in jobs])
     rows: dict[str, list[pl.DataFrame]] = {"pairs": [], "hedges": [], "baskets": [], "ewma": []}
     for (kind, _), frame in zip(jobs, done, strict=True):
