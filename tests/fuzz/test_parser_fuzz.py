@@ -115,3 +115,27 @@ def test_import_reads_any_csv_or_says_why(
             pass
     except CandleFileError:
         pass
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, s in VENUE_SPECS.items() if s.markets))
+def test_a_time_in_seconds_too_large_for_milliseconds_is_a_bad_response(kind: str) -> None:
+    """Seconds within the integer bound can still overflow once scaled to milliseconds."""
+    spec = VENUE_SPECS[kind]
+    for market_name, market in spec.markets.items():
+        endpoint = market.candles
+        row = [10**15, "1", "2", "0.5", "1.5", "3", "4", "5", "6", "7", "8", "9"]
+        payload: Any = {"result": {"list": [row]}, "data": [row], "candles": [row]}
+        for shaped in (payload, [row]):
+            only_our_errors(
+                lambda shaped=shaped, endpoint=endpoint, market_name=market_name: (
+                    endpoint.rows.decode(
+                        shaped,
+                        endpoint.rows_path,
+                        venue="v",
+                        market=market_name,
+                        symbol="BTCUSDT",
+                        interval="1h",
+                        endpoint=endpoint.path,
+                    )
+                )
+            )

@@ -14,6 +14,8 @@ from hedgewatch.venues.errors import BadResponse
 # Ints past this are no time or count a venue sends (10^15 ms is the year 33658; in µs it
 # still fits 64 bits): a huge timestamp is a malformed payload, not an overflow later.
 _INT_LIMIT = 10**15
+# The latest time in milliseconds a frame can hold as microseconds (about the year 33,600).
+MAX_MS = _INT_LIMIT
 _TOO_LARGE = _INT_LIMIT + 1
 
 

@@ -34,7 +34,7 @@ from hedgewatch.venues.base import (
     ms_to_datetime,
 )
 from hedgewatch.venues.errors import BadResponse, HistoryUnavailable, InvalidRequest
-from hedgewatch.venues.fields import decimal_field, int_field, preview, utc_from_ms
+from hedgewatch.venues.fields import MAX_MS, decimal_field, int_field, preview, utc_from_ms
 from hedgewatch.venues.http import Envelope, JsonHttp, RetryPolicy, VenueBudget, WeightLimiter
 from hedgewatch.venues.paging import (
     FUNDING_STEP_MS,
@@ -677,7 +677,11 @@ def parse_rows(
             )
         if layout.closed_flag is not None and str(row[layout.closed_flag]) != layout.closed_value:
             continue
-        times.append(int_field(row[layout.time], i, "time", venue, endpoint) * scale)
+        moment = int_field(row[layout.time], i, "time", venue, endpoint) * scale
+        if abs(moment) > MAX_MS:  # seconds that are in range can still overflow as ms
+            shown = preview(row[layout.time])
+            raise BadResponse(venue, endpoint, f"row {i} field 'time': {shown} is out of range")
+        times.append(moment)
         for name in ("open", "high", "low", "close", "volume"):
             values[name].append(decimal_field(row[getattr(layout, name)], i, name, venue, endpoint))
         values["quote_volume"].append(
