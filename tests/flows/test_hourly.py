@@ -116,7 +116,11 @@ def test_hourly_flow_fetches_computes_alerts_and_delivers(
     # One digest per channel per run that had events: two runs, two emails, two Slack posts.
     assert len(smtp_inbox.messages) == 2
     message = email.message_from_bytes(smtp_inbox.messages[-1], policy=email.policy.default)
-    assert "luna-vs-btc-perp" in message["Subject"]
+    # The second run's digest: the subject names its first event and counts the others; the
+    # body lists every one, the broken LUNA hedge among them.
+    assert "firing" in message["Subject"]
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None and "luna-vs-btc-perp" in body.get_content()
     assert {part.get_content_type() for part in message.walk()} >= {"text/plain", "text/html"}
     assert len(webhook.payloads) == 2
     assert all("blocks" in p and p["text"] for p in webhook.payloads)
