@@ -9,7 +9,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hedgewatch.storage.store import Store, StoreBusy, connect, migrations, split_statements
+from hedgewatch.storage.store import (
+    Store,
+    StoreBusy,
+    connect,
+    migrations,
+    schema_fingerprint,
+    split_statements,
+)
 from hedgewatch.venues.base import CANDLE_SCHEMA
 
 T0 = datetime(2022, 5, 9, tzinfo=UTC)
@@ -48,6 +55,34 @@ def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
         assert 1 in {v for (v,) in versions}
     with Store.open(db) as store:
         assert store.migrate() == []
+
+
+def test_views_from_another_package_version_or_dropped_are_recreated(tmp_path: Path) -> None:
+    db = tmp_path / "hw.duckdb"
+    with Store.open(db) as store:
+        store.con.execute("CREATE OR REPLACE VIEW hedge_status AS SELECT 1 AS stale").fetchall()
+        # The fingerprint still matches: opening costs one query and changes nothing.
+        assert store.migrate() == []
+        assert store.con.sql("SELECT * FROM hedge_status").columns == ["stale"]
+        # Another package version wrote the views: they are recreated from sql/views.
+        store.con.execute("UPDATE schema_fingerprint SET fingerprint = 'older'").fetchall()
+    with Store.open(db) as store:
+        assert store.con.sql("SELECT * FROM hedge_status").columns != ["stale"]
+        assert store.con.sql("SELECT fingerprint FROM schema_fingerprint").fetchall() == [
+            (schema_fingerprint(),)
+        ]
+        names = [
+            n
+            for (n,) in store.con.sql(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
+        for name in names:
+            store.con.execute(f'DROP VIEW "{name}"').fetchall()
+    with Store.open(db) as store:  # no views at all: recreated too
+        assert store.con.sql(
+            "SELECT count(*) FROM duckdb_views() WHERE NOT internal"
+        ).fetchall() == [(len(names),)]
 
 
 def test_upsert_is_idempotent_and_replaces_revised_candles(tmp_path: Path) -> None:

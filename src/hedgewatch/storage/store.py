@@ -13,6 +13,8 @@ when another writer's commit wins.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import random
 import re
@@ -291,6 +293,7 @@ class Migration:
     sql: str
 
 
+@functools.cache
 def migrations() -> list[Migration]:
     found = []
     for file in sorted(_sql_files("migrations"), key=lambda f: f.name):
@@ -299,6 +302,25 @@ def migrations() -> list[Migration]:
             Migration(version, file.name.removesuffix(".sql"), file.read_text(encoding="utf-8"))
         )
     return found
+
+
+@functools.cache
+def view_scripts() -> tuple[str, ...]:
+    """The public views' SQL files (`sql/views/*.sql`), in file-name order."""
+    return tuple(
+        f.read_text(encoding="utf-8") for f in sorted(_sql_files("views"), key=lambda f: f.name)
+    )
+
+
+@functools.cache
+def schema_fingerprint() -> str:
+    """What the installed package expects of a store: its migrations and its public views."""
+    digest = hashlib.sha256()
+    for migration in migrations():
+        digest.update(f"{migration.version}:{migration.name}\n".encode())
+    for script in view_scripts():
+        digest.update(script.encode())
+    return digest.hexdigest()[:16]
 
 
 class Store:
@@ -454,7 +476,11 @@ class Store:
         """Apply pending migrations, each in its own transaction; returns the versions applied.
 
         On a DuckLake several workers may start at once: a migration that loses the race is
-        retried and then finds itself applied."""
+        retried and then finds itself applied. A store already at the package's schema (its
+        stored fingerprint matches) costs one query: every command opens the store, so this is
+        the common case."""
+        if self._at_current_schema():
+            return []
         create = (
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
@@ -481,21 +507,33 @@ class Store:
 
             if self.atomic(apply):
                 applied.append(migration.version)
-        if self.lake is None or applied or not self._has_views():
-            self.atomic(lambda s: s.refresh_views())
+        # Here the views are missing or from another version of the package: (re)create them.
+        self.atomic(lambda s: s.refresh_views())
+        self.atomic(
+            lambda s: (
+                s.con.execute("DELETE FROM schema_fingerprint").fetchall(),
+                s.con.execute(
+                    "INSERT INTO schema_fingerprint VALUES ($f)", {"f": schema_fingerprint()}
+                ).fetchall(),
+            )
+        )
         return applied
 
-    def _has_views(self) -> bool:
-        return bool(
-            self.con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall()[
-                0
-            ][0]
-        )
+    def _at_current_schema(self) -> bool:
+        """Whether the store holds the package's fingerprint and its views (one query)."""
+        try:
+            ((stored, views),) = self.con.execute(
+                "SELECT (SELECT max(fingerprint) FROM schema_fingerprint),"
+                " (SELECT count(*) FROM duckdb_views() WHERE NOT internal)"
+            ).fetchall()
+        except duckdb.Error:  # a store from before the fingerprint, or a new one
+            return False
+        return bool(stored == schema_fingerprint() and views)
 
     def refresh_views(self) -> None:
         """(Re)create the public views from `sql/views/*.sql`, in file-name order."""
-        for file in sorted(_sql_files("views"), key=lambda f: f.name):
-            for statement in split_statements(file.read_text(encoding="utf-8")):
+        for script in view_scripts():
+            for statement in split_statements(script):
                 self.con.execute(statement).fetchall()
 
     # -- market data ----------------------------------------------------------------------
@@ -675,12 +713,14 @@ class Store:
         with self.staged(instruments_staged=instruments):
             return self.query("freshness", {"at": at, "gap": gap_hours})
 
-    def gaps_between(
-        self, venue: str, market: str, symbol: str, start: datetime, end: datetime
-    ) -> list[tuple[datetime, datetime, int]]:
-        """(first_missing, last_missing, missing_hours) of one series overlapping [start, end]."""
-        params = {"venue": venue, "market": market, "symbol": symbol, "start": start, "end": end}
-        return [(a, b, int(n)) for a, b, n in self.rows("fetched_gaps", params)]
+    def gaps_within(self, ranges: pl.DataFrame) -> list[dict[str, Any]]:
+        """The gaps overlapping each candle series' range (columns i, venue, market, symbol, start,
+        end): venue, market, symbol, first_missing, last_missing, missing_hours, in the order of
+        `i` and then time; one query."""
+        if ranges.is_empty():
+            return []
+        with self.staged(ranges_staged=ranges):
+            return self.records("fetched_gaps")
 
     def gaps(
         self, venue: str | None, symbol: str | None
@@ -764,9 +804,13 @@ class Store:
         """Every alert state row, with `evaluated_at`, as dicts."""
         return self.records("alert_states")
 
-    def save_alert_state(self, values: Mapping[str, Any]) -> None:
-        """Replace one (rule, subject)'s state; `values` names every column of alert_state."""
-        self.run_script("save_alert_state", values)
+    def save_alert_states(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the states of several (rule, subject) at once; each row names every column."""
+        if not rows:
+            return
+        frame = pl.DataFrame([dict(row) for row in rows], infer_schema_length=None)
+        with self.staged(states_staged=frame):
+            self.run_script("save_alert_states")
 
     def save_alert_event(self, values: Mapping[str, Any]) -> None:
         """Record one alert event unless its key is recorded already."""
