@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -184,24 +185,28 @@ def load_compute_evaluate(
 
 def fetched_gaps(store: Store, fetches: list[VenueFetch]) -> list[dict[str, Any]]:
     """Gaps (from the `gaps` view) that overlap what this run asked each series for."""
-    gaps: list[dict[str, Any]] = []
-    for f in fetches:
-        for s in f.series:
-            if s.dataset != "candles" or s.error:
-                continue
-            rows = store.gaps_between(s.venue, s.market, s.symbol, s.start_time, s.end_time)
-            gaps.extend(
-                {
-                    "venue": s.venue,
-                    "market": s.market,
-                    "symbol": s.symbol,
-                    "first_missing": first,
-                    "last_missing": last,
-                    "missing_hours": hours,
-                }
-                for first, last, hours in rows
-            )
-    return gaps
+    asked = [s for f in fetches for s in f.series if s.dataset == "candles" and not s.error]
+    ranges = pl.DataFrame(
+        {
+            "i": range(len(asked)),
+            "venue": [s.venue for s in asked],
+            "market": [s.market for s in asked],
+            "symbol": [s.symbol for s in asked],
+            "start": [s.start_time for s in asked],
+            "end": [s.end_time for s in asked],
+        },
+        schema={
+            "i": pl.Int64,
+            "venue": pl.String,
+            "market": pl.String,
+            "symbol": pl.String,
+            "start": pl.Datetime("us", "UTC"),
+            "end": pl.Datetime("us", "UTC"),
+        },
+    )
+    return [
+        {**row, "missing_hours": int(row["missing_hours"])} for row in store.gaps_within(ranges)
+    ]
 
 
 def metrics_summary(store: Store) -> list[dict[str, Any]]:
@@ -211,7 +216,7 @@ def metrics_summary(store: Store) -> list[dict[str, Any]]:
 
 @task(name="deliver-outbox", cache_policy=NO_CACHE)
 def deliver(settings: Settings) -> dict[str, Any]:
-    report = delivering.deliver_outbox(settings)
+    report = delivering.deliver_outbox(settings, publish=False)  # publish-run follows
     if report.failed:
         _logger().warning(
             "%d notification(s) not delivered; they stay queued for the next run", report.failed

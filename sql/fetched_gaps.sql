@@ -1,6 +1,8 @@
--- Gaps of one candle series that overlap [$start, $end] (UTC).
-SELECT first_missing, last_missing, missing_hours
-FROM gaps
-WHERE venue = $venue AND market = $market AND symbol = $symbol
-  AND last_missing >= $start AND first_missing <= $end
-ORDER BY first_missing;
+-- Gaps of the candle series in `ranges_staged` (i, venue, market, symbol, start, end; UTC) that
+-- overlap each series' [start, end]: what one run asked the venues for.
+SELECT g.venue, g.market, g.symbol, g.first_missing, g.last_missing, g.missing_hours
+FROM gaps AS g
+JOIN ranges_staged AS r
+  ON g.venue = r.venue AND g.market = r.market AND g.symbol = r.symbol
+ AND g.last_missing >= r."start" AND g.first_missing <= r."end"
+ORDER BY r.i, g.first_missing;

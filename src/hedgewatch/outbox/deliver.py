@@ -142,7 +142,11 @@ def deliver_outbox(
     now: datetime | None = None,
     *,
     sleep: Callable[[float], None] = time.sleep,
+    publish: bool = True,
 ) -> DeliveryReport:
+    """Send what the outbox holds, each notification claimed before and marked after its send.
+    `publish`: end by publishing the read snapshot, so readers see the outcomes (the hourly run
+    passes False: its last step publishes the whole run)."""
     database = settings.storage.target
     timeout_s = settings.storage.lock_timeout_s
     with Store.open(database, timeout_s=timeout_s, publish=False) as store:
@@ -214,7 +218,7 @@ def deliver_outbox(
             report.delivered_to.append(item.channel)
     if report.dead or dead_before:
         report_dead(settings, now or utc_now(), sleep)
-    if queued or dead_before:  # readers (alerts list, the outbox view) see the outcomes
+    if publish and (queued or dead_before):  # readers (alerts list, the outbox view) see them
         with Store.open(database, timeout_s=timeout_s):
             pass
     return report

@@ -122,13 +122,15 @@ def save_states(
     states: Mapping[tuple[str, str], AlertState],
     evaluated_at: Mapping[tuple[str, str], datetime] | datetime,
 ) -> None:
+    rows = []
     for key, state in states.items():
         at = evaluated_at if isinstance(evaluated_at, datetime) else evaluated_at.get(key)
         if at is None:
             continue
         values = {c: getattr(state, c) for c in _STATE_COLUMNS}
         values["evaluated_at"] = at
-        store.save_alert_state(values)
+        rows.append(values)
+    store.save_alert_states(rows)
 
 
 def save_events(store: Store, events: Sequence[AlertEvent], silenced: Iterable[str] = ()) -> None:
