@@ -159,12 +159,17 @@ def _past_shift(blocks: FloatArray, present: BoolArray, w: int) -> FloatArray:
     return np.where(counts > 0, mean, fallback)
 
 
-def _mask_ids(finite: BoolArray) -> IntArray:
-    """Label each column by its pattern of present hours (equal labels = identical patterns)."""
-    seen: dict[bytes, int] = {}
-    return np.array(
-        [seen.setdefault(np.packbits(col).tobytes(), len(seen)) for col in finite], dtype=np.int64
-    )
+def _past_shift_hours(x: FloatArray, present: BoolArray, w: int) -> FloatArray:
+    """`_past_shift` of blocks laid out hours first: x is (2w hours, blocks, columns)."""
+    first = present[:w]
+    counts = first.sum(axis=0)
+    total = np.where(first, x[:w], 0.0).sum(axis=0)
+    mean = np.divide(total, counts, out=np.zeros(total.shape), where=counts > 0)
+    second = present[w:]
+    lead = np.argmax(second, axis=0)
+    lead_value = np.take_along_axis(x[w:], lead[None], axis=0)[0]
+    fallback = np.where(second.any(axis=0), lead_value, 0.0)
+    return np.where(counts > 0, mean, fallback)
 
 
 def correlation_from_moments(m: PairMoments, min_obs: int) -> FloatArray:
@@ -215,6 +220,7 @@ def rolling_correlation_all(
     min_obs: int,
     *,
     since: datetime | None = None,
+    batch_chunks: int | None = None,
 ) -> PairCorrelations:
     """Rolling Pearson correlation of all pairs of `columns`, vectorised across pairs.
 
@@ -223,7 +229,9 @@ def rolling_correlation_all(
     on the epoch; every window ending in chunk k lies in chunks k-1 and k, so both are centred on
     their joint mean per column, and window sums of all cross products come from one cumulative
     sum over those 2 * window_hours rows for a block of column pairs at a time. Pairs whose legs
-    miss different hours in a block are redone on their pairwise-complete hours.
+    miss different hours in a block are redone on their pairwise-complete hours. Chunks are
+    computed `batch_chunks` at a time (default: as many as fit a few MB of work arrays); the
+    result is the same bit for bit whatever the batch.
     """
     check_window(window_hours, min_obs)
     names = list(dict.fromkeys(columns))
@@ -242,8 +250,6 @@ def rolling_correlation_all(
     # never holding an output: outputs start in chunk 1 or later.
     first_grid = int(out_hours[0])
     grid_rows = int(out_hours[-1]) - first_grid + 1
-    corr = np.empty((grid_rows, n_pairs))
-    n_obs = np.empty((grid_rows, n_pairs), dtype=_count_dtype(w))
     base = values.base_hour
     ia, ib = np.triu_indices(n_cols, 1)
     rows_per_strip = max(1, _BLOCK_ELEMENTS // (2 * w * n_cols))
@@ -251,15 +257,29 @@ def rolling_correlation_all(
         (i, min(i + rows_per_strip, n_cols - 1)) for i in range(0, n_cols - 1, rows_per_strip)
     ]
     biggest = max((i1 - i0) * (n_cols - 1 - i0) for i0, i1 in strips)
-    buffers = _Buffers(np.empty(2 * w * biggest), np.empty(w * biggest))
-    for k in range((first_grid - base) // w, (int(out_hours[-1]) - base) // w + 1):
-        x = values.rows[(k - 1) * w : (k + 1) * w]
-        # Output rows of this chunk, as positions in the chunk and in the grid-shaped result.
-        lo = max(k * w, first_grid - base)
-        hi = min((k + 1) * w, first_grid - base + grid_rows)
-        part = slice(lo - k * w, hi - k * w)
-        dest = slice(lo - (first_grid - base), hi - (first_grid - base))
-        _chunk_correlations(x, w, min_obs, part, dest, strips, ia, ib, corr, n_obs, buffers)
+    # Chunks side by side: a short window's chunk holds few numbers, so one chunk at a time
+    # would spend its time in numpy's call overhead. Every operation is elementwise across the
+    # chunks, or a sum along the hours in an order set by the window alone: the bits do not
+    # depend on how many chunks go together.
+    per_batch = batch_chunks or max(1, _BLOCK_ELEMENTS // (2 * w * biggest))
+    first_chunk = (first_grid - base) // w
+    last_chunk = (int(out_hours[-1]) - base) // w
+    per_batch = min(per_batch, last_chunk - first_chunk + 1)
+    buffers = _Buffers(np.empty(2 * w * per_batch * biggest), np.empty(w * per_batch * biggest))
+    # Results on the grid of whole chunks first_chunk .. last_chunk, cut to the outputs below.
+    corr = np.empty(((last_chunk - first_chunk + 1) * w, n_pairs))
+    n_obs = np.empty(((last_chunk - first_chunk + 1) * w, n_pairs), dtype=_count_dtype(w))
+    chunked = values.rows.reshape(-1, w, n_cols)
+    for k0 in range(first_chunk, last_chunk + 1, per_batch):
+        k1 = min(k0 + per_batch, last_chunk + 1)
+        # (2w hours, chunks, columns): chunk k's windows read chunks k - 1 and k.
+        x = np.empty((2 * w, k1 - k0, n_cols))
+        x[:w] = chunked[k0 - 1 : k1 - 1].transpose(1, 0, 2)
+        x[w:] = chunked[k0:k1].transpose(1, 0, 2)
+        dest = slice((k0 - first_chunk) * w, (k1 - first_chunk) * w)
+        _chunk_correlations(x, w, min_obs, strips, ia, ib, corr[dest], n_obs[dest], buffers)
+    skip = first_grid - base - first_chunk * w
+    corr, n_obs = corr[skip : skip + grid_rows], n_obs[skip : skip + grid_rows]
     if grid_rows != n_rows:
         keep = (out_hours - first_grid).astype(np.int64)
         corr, n_obs = corr[keep], n_obs[keep]
@@ -325,8 +345,6 @@ def _chunk_correlations(
     x: FloatArray,
     w: int,
     min_obs: int,
-    part: slice,
-    dest: slice,
     strips: list[tuple[int, int]],
     ia: IntArray,
     ib: IntArray,
@@ -334,46 +352,61 @@ def _chunk_correlations(
     n_obs: npt.NDArray[np.integer[Any]],
     buffers: _Buffers,
 ) -> None:
-    """Correlations of every pair for the windows ending in one chunk (x: chunks k-1 and k)."""
+    """Correlations of every pair for the windows ending in a run of chunks.
+
+    x is (2w hours, chunks, columns): for each chunk k, chunks k-1 and k. corr and n_obs are the
+    (chunks * w, pairs) rows of those chunks' windows, filled here.
+    """
     present = ~np.isnan(x)
-    u = np.where(present, x - _past_shift(x, present, w), 0.0)
-    n, sums, _, inv_sd = _legs(u, present, w, min_obs)
-    n_cols = x.shape[1]
-    isd = inv_sd[part]
+    u = np.where(present, x - _past_shift_hours(x, present, w), 0.0)
+    n, sums, _, inv_sd = _legs(u, present, w, min_obs)  # (w, chunks, columns)
+    batch, n_cols = x.shape[1], x.shape[2]
     # corr = Sxy/sqrt(Sxx Syy) - (Sx/sqrt(n Sxx)) (Sy/sqrt(n Syy)): each factor is a product of a
     # per-column term, so the expression is symmetric in the pair bit for bit.
-    z = sums[part] * isd / np.sqrt(np.maximum(n[part], 1))
-    rows = part.stop - part.start
-    n_part = n[part]
+    z = sums * inv_sd / np.sqrt(np.maximum(n, 1))
+    # Output rows are chunk after chunk: (chunks, w, pairs) views of the results.
+    corr_by_chunk = corr.reshape(batch, w, -1)
+    n_obs_by_chunk = n_obs.reshape(batch, w, -1)
+    n_rows = n.transpose(1, 0, 2)
     for i0, i1 in strips:
         # Rows i0..i1-1 against every later column: pairs of one row are contiguous in output.
         # Work arrays are views of two buffers reused for every strip: fresh arrays of this size
         # would each be mapped and faulted in by the allocator, which costs more than the maths.
-        shape = (i1 - i0, n_cols - 1 - i0)
-        size = shape[0] * shape[1]
+        shape = (batch, i1 - i0, n_cols - 1 - i0)
+        size = shape[0] * shape[1] * shape[2]
         prod = buffers.products[: 2 * w * size].reshape(2 * w, *shape)
-        np.multiply(u[:, i0:i1, None], u[:, None, i0 + 1 :], out=prod)
-        r = _cross_window_sums(prod, w)[part]
-        tmp = buffers.outer[: rows * size].reshape(rows, *shape)
-        np.multiply(isd[:, i0:i1, None], isd[:, None, i0 + 1 :], out=tmp)
+        np.multiply(u[:, :, i0:i1, None], u[:, :, None, i0 + 1 :], out=prod)
+        r = _cross_window_sums(prod, w)
+        tmp = buffers.outer[: w * size].reshape(w, *shape)
+        np.multiply(inv_sd[:, :, i0:i1, None], inv_sd[:, :, None, i0 + 1 :], out=tmp)
         r *= tmp
-        np.multiply(z[:, i0:i1, None], z[:, None, i0 + 1 :], out=tmp)
+        np.multiply(z[:, :, i0:i1, None], z[:, :, None, i0 + 1 :], out=tmp)
         r -= tmp
         np.clip(r, -1.0, 1.0, out=r)
+        by_chunk = r.transpose(1, 0, 2, 3)
         for i in range(i0, i1):
             start = i * n_cols - i * (i + 1) // 2
-            corr[dest, start : start + n_cols - 1 - i] = r[:, i - i0, i - i0 :]
+            corr_by_chunk[:, :, start : start + n_cols - 1 - i] = by_chunk[:, :, i - i0, i - i0 :]
             # Legs with the same present hours (the rest is redone below) share the count.
-            n_obs[dest, start : start + n_cols - 1 - i] = n_part[:, i, None]
-    # Pairs whose legs miss different hours of this block: redo them pairwise-complete.
+            n_obs_by_chunk[:, :, start : start + n_cols - 1 - i] = n_rows[:, :, i, None]
+    # Pairs whose legs miss different hours of a chunk's block: redo them pairwise-complete
+    # (for every chunk of the run, kept where the chunk needs it).
     if not present.all():
-        group = _mask_ids(present.T)
-        mixed = np.flatnonzero(group[ia] != group[ib])
-        for lo in range(0, len(mixed), _MIXED_BATCH):
-            sel = mixed[lo : lo + _MIXED_BATCH]
+        pattern = np.packbits(present, axis=0)  # each column's present hours, 8 to a byte
+        mixed_at = np.zeros((batch, len(ia)), dtype=bool)
+        for lo in range(0, len(ia), _MIXED_BATCH):
+            part = slice(lo, lo + _MIXED_BATCH)
+            mixed_at[:, part] = (pattern[..., ia[part]] != pattern[..., ib[part]]).any(axis=0)
+        mixed = np.flatnonzero(mixed_at.any(axis=0))
+        step = max(1, _MIXED_BATCH // batch)
+        for lo in range(0, len(mixed), step):
+            sel = mixed[lo : lo + step]
             r, m = _pairwise_complete(u, present, ia[sel], ib[sel], w, min_obs)
-            corr[dest, sel] = r[part]
-            n_obs[dest, sel] = m[part]
+            keep = mixed_at[:, None, sel]
+            redone = corr_by_chunk[:, :, sel]
+            corr_by_chunk[:, :, sel] = np.where(keep, r.transpose(1, 0, 2), redone)
+            counts = n_obs_by_chunk[:, :, sel]
+            n_obs_by_chunk[:, :, sel] = np.where(keep, m.transpose(1, 0, 2), counts)
 
 
 _MIXED_BATCH = 512
@@ -457,9 +490,9 @@ def _legs(
 def _pairwise_complete(
     u: FloatArray, present: BoolArray, ia: IntArray, ib: IntArray, w: int, min_obs: int
 ) -> tuple[FloatArray, IntArray]:
-    both = present[:, ia] & present[:, ib]
-    x = np.where(both, u[:, ia], 0.0)
-    y = np.where(both, u[:, ib], 0.0)
+    both = present[..., ia] & present[..., ib]
+    x = np.where(both, u[..., ia], 0.0)
+    y = np.where(both, u[..., ib], 0.0)
     n, sx, _, isx = _legs(x, both, w, min_obs)
     _, sy, _, isy = _legs(y, both, w, min_obs)
     sxy = _cross_window_sums(x * y, w)
