@@ -53,6 +53,7 @@ def write_demo_config(workdir: Path, replay_url: str) -> Path:
         venue["base_urls"] = {"spot": replay_url, "perp": replay_url}
     config["storage"]["database"] = str((workdir / "hedgewatch.duckdb").resolve())
     config["fetch"]["history_start"] = HISTORY_START
+    config["fetch"]["clock"] = "venue"  # the replay's clock walks through May 2022
     for channel in config.get("channels", {}).values():
         if channel.get("kind") == "file":
             channel["dir"] = str((workdir / "outbox").resolve())

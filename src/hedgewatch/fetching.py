@@ -119,7 +119,8 @@ def fetch_venue(
             reason = _reason(exc)
             log.error("venue %s skipped for this run: %s", venue.name, reason)
             return skipped_venue(venue.name, series, perps, reason)
-        local_now = clock()
+        # A replay of past history: its clock is the run's; ours would be years off.
+        local_now = venue_now if settings.fetch.clock == "venue" else clock()
         now = min(venue_now, local_now)
         skew_s = (venue_now - local_now).total_seconds()
         skew_note = None

@@ -314,6 +314,9 @@ class FetchSettings(_Model):
     history_start: datetime | None = None
     backfill_days: int = Field(default=30, ge=1, le=MAX_DAYS)
     max_workers: int = Field(default=4, ge=1, le=32)
+    # Whose clock says which candles have closed: "system" (ours, checked against the venue's;
+    # the earlier wins) or "venue" (the venue's alone: a replay exchange serving past history).
+    clock: Literal["system", "venue"] = "system"
 
     @field_validator("history_start")
     @classmethod

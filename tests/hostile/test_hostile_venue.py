@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,26 @@ def test_a_venue_clock_ahead_cannot_pass_its_open_candle_off_as_closed(tmp_path:
     assert newest == datetime(2024, 3, 1, 11, tzinfo=UTC)
     notes = stored(tmp_path, "select note from fetch_log where venue = 'hostile'")
     assert any("venue clock +7200 s off ours" in (n or "") for (n,) in notes)
+
+
+def test_a_replay_of_past_history_runs_on_the_venue_clock_alone(tmp_path: Path) -> None:
+    # `[fetch] clock = "venue"`: the replay's clock (2024-03-01 12:05) is the run's, though
+    # ours is years later; no skew note, and the candles it has closed are taken.
+    with (
+        serve(HostileVenue("healthy", NOW_MS)) as good,
+        serve(HostileVenue("healthy", NOW_MS)) as other,
+    ):
+        settings = load_settings(config(tmp_path, good, other))
+        later = NOW + timedelta(days=1000)
+        system = fetch_venue(settings, settings.venue("healthy"), {}, {}, clock=lambda: later)
+        replay = settings.model_copy(
+            update={"fetch": settings.fetch.model_copy(update={"clock": "venue"})}
+        )
+        venue = fetch_venue(replay, replay.venue("healthy"), {}, {}, clock=lambda: later)
+    assert any("off ours" in (s.note or "") for s in system.series)
+    assert not any("off ours" in (s.note or "") for s in venue.series)
+    newest = venue.candles.filter(pl.col("market") == "spot")["open_time"].max()
+    assert newest == datetime(2024, 3, 1, 11, tzinfo=UTC)
 
 
 def test_each_run_rereads_the_last_stored_candles_and_takes_a_revision(tmp_path: Path) -> None:
