@@ -59,6 +59,8 @@ _EXTRA_NUMBERS = (
     "absorption_z",
     "corr_z",
     "effectiveness_drop",
+    "effectiveness_loss",
+    "activity",
     "residual_vol_z",
     "basket_return",
     "drawdown_z",

@@ -85,6 +85,8 @@ HEDGE_EXTRA = (
     "corr_z",
     "effectiveness_drop",
     "residual_vol_z",
+    "activity",
+    "effectiveness_loss",
 )
 BASKET_EXTRA = (
     "absorption_ratio",

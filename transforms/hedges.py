@@ -35,6 +35,8 @@ HEDGE_COLUMNS = (
     "corr_z",
     "effectiveness_drop",
     "residual_vol_z",
+    "activity",
+    "effectiveness_loss",
 )
 
 
@@ -111,7 +113,17 @@ def hedge_metrics(
       would make noise look like a break); positive = decoupling;
     - effectiveness_drop: the normal (median) effectiveness minus this one: the share of the
       position's variance the hedge no longer removes (0.3 = 30 points less than usual);
-    - residual_vol_z: robust z of log(residual_vol).
+    - residual_vol_z: robust z of log(residual_vol);
+    - activity: the position's variance over the window (base_side * r_b, unhedged) divided by
+      its normal (median) one: 0.1 on a weekend when the position moves a tenth as much as usual;
+    - effectiveness_loss: effectiveness_drop x min(1, activity), or the plain effectiveness_drop
+      when effectiveness < 0. The scaled drop is the variance the hedge lets through beyond what
+      it normally leaves, as a share of the position's normal variance: in a window that moves a
+      tenth as much as usual, the token's own noise (tick size, rebalancing, premium) can take
+      30 points off effectiveness while the book carries a few points of its usual risk, so the
+      drop counts in proportion to how much the position moves (never more than in full). A
+      hedge whose effectiveness is below zero adds variance instead of removing it: that is a
+      broken hedge however quiet the market, so its drop counts in full.
     Metrics are null when n_obs < min_obs or a variance they divide by is ~0.
     """
     check_window(window_hours, min_obs)
@@ -145,7 +157,8 @@ def hedge_metrics(
 
 
 def _against_normal(frame: pl.DataFrame, normal_hours: int) -> dict[str, npt.NDArray[np.float64]]:
-    """corr_z, effectiveness_drop and residual_vol_z of `_core`'s rows (see hedge_metrics)."""
+    """corr_z, effectiveness_drop, residual_vol_z, activity and effectiveness_loss of `_core`'s
+    rows (see hedge_metrics)."""
     hours_s, _ = hour_index(frame[OPEN_TIME])
     hours = hours_s.to_numpy().astype(np.int64)
 
@@ -162,13 +175,38 @@ def _against_normal(frame: pl.DataFrame, normal_hours: int) -> dict[str, npt.NDA
     sampling = 1.0 / np.sqrt(np.maximum(n_obs - 3.0, 1.0))
     eff_med, _ = robust_baseline(effectiveness, hours, normal_hours)
     res_med, res_scale = robust_baseline(log_resid, hours, normal_hours)
+    position = values(_POSITION_VAR)
+    var_med, _ = robust_baseline(position, hours, normal_hours)
+    drop = eff_med - effectiveness
+    with np.errstate(invalid="ignore", divide="ignore"):
+        activity = np.where(var_med > 0, position / var_med, np.nan)
     return {
         "corr_z": robust_z(
             fisher, med, np.where(np.isnan(scale), np.nan, np.maximum(scale, sampling))
         ),
-        "effectiveness_drop": eff_med - effectiveness,
+        "effectiveness_drop": drop,
         "residual_vol_z": robust_z(log_resid, res_med, res_scale),
+        "activity": activity,
+        "effectiveness_loss": effectiveness_loss(drop, effectiveness, activity),
     }
+
+
+def effectiveness_loss(
+    drop: npt.NDArray[np.float64],
+    effectiveness: npt.NDArray[np.float64],
+    activity: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The effectiveness drop weighed by how much the position moves (see hedge_metrics):
+    drop x min(1, activity), or the plain drop where effectiveness < 0 (the hedge adds variance).
+    NaN where an input it needs is NaN."""
+    with np.errstate(invalid="ignore"):
+        scaled = drop * np.minimum(activity, 1.0)
+        return np.where(effectiveness < 0, drop, scaled)
+
+
+# The position's (unhedged) variance per hour over the window: `_core` computes it for
+# `_against_normal`; it is not one of HEDGE_COLUMNS.
+_POSITION_VAR = "_position_var"
 
 
 def _core(
@@ -193,11 +231,13 @@ def _core(
         hedged = np.maximum(vb + ratio * ratio * vh + 2.0 * sign * ratio * cov, 0.0)
         effectiveness = 1.0 - hedged / vb
         residual_vol = np.sqrt(hedged / (n_obs - 1.0))
+        position_var = vb / (n_obs - 1.0)
     corr = np.where(base_ok & hedge_ok, corr, np.nan)
     beta = np.where(hedge_ok, beta, np.nan)
     min_var_ratio = -sign * beta
     # A constant hedge leg adds no variance, so effectiveness only needs a moving base.
     effectiveness = np.where(base_ok, effectiveness, np.nan)
+    position_var = np.where(base_ok, position_var, np.nan)
     # The held position's variance needs both legs' sums, not their variances to be non-zero.
     residual_vol = np.where(enough, residual_vol, np.nan)
 
@@ -215,6 +255,7 @@ def _core(
             "effectiveness": effectiveness,
             "residual_vol": residual_vol,
             "rebalance": spec.base_units * (min_var_ratio - ratio),
+            _POSITION_VAR: position_var,
         }
     )
     return corr, n_obs, frame
