@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from hedgewatch.alerts.inhibit import holdings, inhibit
-from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe
+from hedgewatch.alerts.rules import KINDS, SUBJECT_COLUMN, Rule, observe, observe_hours
 from hedgewatch.alerts.state import AlertEvent, advance
 from hedgewatch.fetching import VenueFetch
 from hedgewatch.hedgelab import attach_rebalance
@@ -517,8 +517,8 @@ def evaluate(
         history_from = hours[0] - HOUR * settings.alerts.sparkline_hours
         hedges = store.metrics_since("hedge_metrics", history_from)
         baskets = store.metrics_since("basket_metrics", history_from)
-        for hour in hours:
-            for obs in observe(metric_rules, hedges, baskets, hour):
+        for hour, observed in observe_hours(metric_rules, hedges, baskets, hours):
+            for obs in observed:
                 key = (obs.rule, obs.subject)
                 state, new_events = advance(states.get(key), obs, by_name[obs.rule])
                 states[key] = state
