@@ -73,32 +73,35 @@ def run_demo(
     first_run: datetime = FIRST_RUN,
     last_run: datetime = LAST_RUN,
     api_url: str | None = None,
+    prefect: bool = True,
 ) -> list[tuple[Any, ...]]:
     """Run the demo from scratch in `workdir`; returns the alert timeline rows.
 
-    The flow runs go to `api_url` when given, else to the Prefect server PREFECT_API_URL names,
-    else to a server the demo starts for itself and stops at the end. That server starts while
-    the demo loads the candles and starts the replay exchange, and is waited for (health
-    endpoint) only when the first run needs it. Its database starts as a copy of a migrated
-    empty one kept next to `workdir` (made by the first demo), not by running every migration.
+    With `prefect`, each run is a flow run: on `api_url` when given, else on the Prefect server
+    PREFECT_API_URL names, else on a server the demo starts for itself and stops at the end. That
+    server starts while the demo loads the candles and starts the replay exchange, and is waited
+    for (health endpoint) only when the first run needs it. Its database starts as a copy of a
+    migrated empty one kept next to `workdir` (made by the first demo), not by running every
+    migration. Without `prefect`, each run is `hedgewatch run`'s plain path: the same steps as
+    functions, no server.
     """
     phases: dict[str, float] = {}
     started = time.perf_counter()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    if api_url is None and api_configured():
+    if prefect and api_url is None and api_configured():
         api_url = configured_api_url()
     with contextlib.ExitStack() as stack:
         server = None
-        if api_url is None:
+        if prefect and api_url is None:
             server = stack.enter_context(
                 prefect_server(
                     workdir / "prefect", lean=True, template_cache=workdir.parent / ".prefect-cache"
                 )
             )
         mark = time.perf_counter()
-        from hedgewatch.flows.hourly import hourly
+        from hedgewatch.flows.hourly import hourly, hourly_now
 
         data = demo_data_dir()
         candles = load_candle_files(sorted(data.glob("binance_*_1h_*.csv.gz")))
@@ -119,15 +122,18 @@ def run_demo(
                 f"Prefect server on {api_url.removesuffix('/api')} "
                 f"(ready {ready:.1f} s after its start; stopped at the end)"
             )
-        assert api_url is not None
-        stack.enter_context(quiet_prefect(api_url=api_url))
+        if prefect:
+            assert api_url is not None
+            stack.enter_context(quiet_prefect(api_url=api_url))
+        else:
+            echo("each run calls the flow's steps as plain functions (no Prefect server)")
         echo(f"replay exchange on {exchange.url}; config {config}")
         mark = time.perf_counter()
         now = first_run
         runs = 0
         while now <= last_run:
             exchange.set_now(now)
-            summary = hourly(config_path=str(config))
+            summary = hourly(config_path=str(config)) if prefect else hourly_now(str(config))
             runs += 1
             fired = sum(1 for a in summary.alerts if a["kind"] == "firing")
             echo(
@@ -139,7 +145,7 @@ def run_demo(
                 + (f", {len(summary.failures)} failures" if summary.failures else "")
             )
             now += timedelta(hours=step_hours)
-        phases[f"{runs} flow runs"] = time.perf_counter() - mark
+        phases[f"{runs} {'flow ' if prefect else ''}runs"] = time.perf_counter() - mark
         mark = time.perf_counter()
     if server is not None:
         phases["stop the Prefect server"] = time.perf_counter() - mark

@@ -32,9 +32,10 @@ def rows(database: Path) -> dict[str, list[tuple[Any, ...]]]:
 def test_demo_fires_through_the_crash_and_is_repeatable(
     prefect_harness: None, tmp_path: Path
 ) -> None:
+    """Flow runs on Prefect, then the same steps as plain functions: the same story, row for row."""
     lines: list[str] = []
-    first = run_demo(workdir=tmp_path / "one", echo=lines.append)
-    second = run_demo(workdir=tmp_path / "two", echo=lambda _: None)
+    first = run_demo(workdir=tmp_path / "one", echo=lines.append, prefect=True)
+    second = run_demo(workdir=tmp_path / "two", echo=lambda _: None, prefect=False)
 
     assert first == second
     assert rows(tmp_path / "one" / "hedgewatch.duckdb") == rows(

@@ -287,16 +287,24 @@ def demo(
         Path, typer.Option(help="Where the demo keeps its database and outbox.")
     ] = Path("var/demo"),
     step_hours: Annotated[int, typer.Option(min=1, max=168, help="Hours between runs.")] = 12,
+    prefect: Annotated[
+        bool,
+        typer.Option(
+            "--prefect/--no-prefect",
+            help="Each run a Prefect flow run (on PREFECT_API_URL, else on a server the demo "
+            "starts and stops), or the same steps as plain functions.",
+        ),
+    ] = True,
 ) -> None:
     """Replay the May 2022 LUNA/UST crash through the whole pipeline, offline.
 
-    The demo starts a Prefect server of its own on loopback (its database under WORKDIR), runs
-    every hourly run as a flow run on it and stops it at the end.
+    With --prefect (the default) the demo starts a Prefect server of its own on loopback (its
+    database under WORKDIR), runs every hourly run as a flow run on it and stops it at the end.
     """
     from hedgewatch.demo import run_demo
 
     try:
-        run_demo(workdir=workdir, step_hours=step_hours, echo=typer.echo)
+        run_demo(workdir=workdir, step_hours=step_hours, echo=typer.echo, prefect=prefect)
     except RuntimeError as exc:
         raise fail(f"demo failed: {exc}", EXIT_FAILED) from None
 
