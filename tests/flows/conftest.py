@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -197,3 +199,24 @@ def read_tables(database: Path, names: tuple[str, ...] = DATA_TABLES) -> dict[st
 @pytest.fixture()
 def data_tables() -> Any:
     return read_tables
+
+
+def _modules_after(*args: str) -> set[str]:
+    """The modules a `hedgewatch ARGS` process has imported when the command returns."""
+    script = (
+        "import json, sys\n"
+        "from hedgewatch.cli import main\n"
+        f"sys.argv = ['hedgewatch', *{list(args)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.fixture()
+def modules_after() -> Any:
+    """`modules_after(*args)`: what a fresh `hedgewatch ARGS` process imported."""
+    return _modules_after
