@@ -329,6 +329,33 @@ class FetchSettings(_Model):
         return self.history_start or (now - timedelta(days=self.backfill_days))
 
 
+# minute, hour, day of month, month, day of week (0 and 7 are Sunday)
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def _plain_cron(fields: list[str]) -> bool:
+    """Whether five cron fields are plainly valid: `*`, numbers and ascending ranges within each
+    field's bounds, steps on `*` or a range, lists of these; a day of month past 28 only in every
+    month. Prefect's parser accepts all of them; anything else (names, L, W, #, ?) is left to it.
+    """
+    for i, (text, (lo, hi)) in enumerate(zip(fields, _CRON_BOUNDS, strict=True)):
+        for part in text.split(","):
+            span, slash, step = part.partition("/")
+            if slash and not (step.isdigit() and 0 < int(step) <= hi and span != ""):
+                return False
+            if span == "*":
+                continue
+            first, dash, last = span.partition("-")
+            if not first.isdigit() or (dash and not last.isdigit()) or (slash and not dash):
+                return False
+            top = int(last) if dash else int(first)
+            if not lo <= int(first) <= top <= hi:
+                return False
+            if i == 2 and top > 28 and fields[3] != "*":
+                return False
+    return True
+
+
 class ScheduleSettings(_Model):
     """How `hedgewatch serve` and `prefect.yaml` schedule the hourly run."""
 
@@ -350,6 +377,8 @@ class ScheduleSettings(_Model):
             raise ValueError(
                 f"expected five cron fields (minute hour day month weekday): {value!r}"
             )
+        if _plain_cron(fields):
+            return value  # no need to load Prefect (seconds) to read a plain cron line
         from prefect.client.schemas.schedules import CronSchedule
 
         try:

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hedgewatch.flows.scheduling import FLOW_NAME, build_deployment, ensure_venue_limits
-from hedgewatch.settings import ConfigError, ScheduleSettings, load_settings
+from hedgewatch.settings import ConfigError, ScheduleSettings, _plain_cron, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,3 +163,52 @@ def test_only_database_steps_retry_and_only_when_the_file_was_busy() -> None:
     assert hourly.fetch.retries == 0 and hourly.deliver.retries == 0
     for step in (hourly.read_watermarks, hourly.load_compute_evaluate, hourly.publish):
         assert step.retries == 1 and step.retry_condition_fn is hourly.retry_when_busy
+
+
+_NUMBER = st.sampled_from(
+    ["0", "1", "5", "05", "7", "12", "23", "24", "28", "29", "31", "32", "59", "60"]
+)
+_STEP = st.sampled_from(["0", "1", "2", "15", "30", "59", "60"])
+_PART = st.one_of(
+    st.just("*"),
+    st.builds("*/{}".format, _STEP),
+    _NUMBER,
+    st.builds("{}-{}".format, _NUMBER, _NUMBER),
+    st.builds("{}-{}/{}".format, _NUMBER, _NUMBER, _STEP),
+    st.builds("{}/{}".format, _NUMBER, _STEP),
+    st.sampled_from(["MON", "jan", "L", "15W", "?", "5#2", "H", "-", "1-", "/5"]),
+)
+_FIELD = st.one_of(st.just("*"), st.lists(_PART, min_size=1, max_size=3).map(",".join))
+
+
+@settings(max_examples=400, deadline=None)
+@given(fields=st.lists(_FIELD, min_size=5, max_size=5))
+def test_a_cron_line_is_accepted_exactly_when_prefect_accepts_it(fields: list[str]) -> None:
+    # Plain lines are checked without loading Prefect (seconds for every command that reads the
+    # config); the verdict must stay Prefect's.
+    from prefect.client.schemas.schedules import CronSchedule
+
+    value = " ".join(fields)
+    try:
+        CronSchedule(cron=value, timezone="UTC")
+        expected = True
+    except ValueError:
+        expected = False
+    try:
+        ScheduleSettings(cron=value)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == expected
+    assert expected or not _plain_cron(fields)
+
+
+def test_the_usual_cron_lines_are_plain() -> None:
+    for line in (
+        ScheduleSettings().cron,
+        "0 * * * *",
+        "*/15 * * * *",
+        "5 1-23/2 * * 1-5",
+        "0 0 31 * 0,7",
+    ):
+        assert _plain_cron(line.split()), line
