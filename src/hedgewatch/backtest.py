@@ -89,36 +89,41 @@ def freshness_history(
         .partition_by("instrument", as_dict=True)
         .items()
     }
-    parts = []
-    for inst in settings.instruments:
-        hours = np.unique(by_id.get(inst.id, np.zeros(0, dtype=np.int64)))
+    # Rows hour by hour, instruments by id within an hour: built in that order, not sorted.
+    instruments = sorted(settings.instruments, key=lambda inst: inst.id)
+    newest = np.empty((len(grid), len(instruments)), dtype=np.int64)
+    recent = np.empty((len(grid), len(instruments)), dtype=np.int64)
+    for c, inst in enumerate(instruments):
+        hours = by_id.get(inst.id, np.zeros(0, dtype=np.int64))  # sorted
+        hours = hours[np.concatenate(([True], hours[1:] != hours[:-1]))] if len(hours) else hours
         at = np.searchsorted(hours, grid, side="right")  # candles at or before each hour
-        newest = np.where(at > 0, hours[np.maximum(at - 1, 0)], -1)
+        newest[:, c] = np.where(at > 0, hours[np.maximum(at - 1, 0)], -1)
         # Candles in the 24 hours ending at each hour: those <= h minus those <= h - 24.
-        recent = at - np.searchsorted(hours, grid - 24, side="right")
-        parts.append(
-            pl.DataFrame(
-                {
-                    "open_time": grid,
-                    "last_open_time": newest,
-                    "missing_hours": (24 - recent).astype(np.float64),
-                    "age_hours": np.where(newest >= 0, grid - newest, np.nan).astype(np.float64),
-                }
-            ).with_columns(
-                pl.lit(inst.id).alias("instrument"),
-                pl.lit(inst.venue).alias("venue"),
-                pl.lit(inst.market).alias("market"),
-                pl.lit(inst.symbol).alias("symbol"),
-                pl.lit(0.0).alias("fetch_errors"),
-            )
-        )
-    frame = pl.concat(parts, how="vertical")
+        recent[:, c] = at - np.searchsorted(hours, grid - 24, side="right")
+    seen = newest >= 0
+    which = pl.Series(np.tile(np.arange(len(instruments)), len(grid)))
+
+    def label(values: list[str]) -> pl.Series:
+        return pl.Series(values, dtype=pl.Utf8).gather(which)
+
     hour = pl.Datetime("us", "UTC")
+    frame = pl.DataFrame(
+        {
+            "open_time": pl.Series(np.repeat(grid * _HOUR_US, len(instruments))).cast(hour),
+            "last_open_time": pl.Series((newest * _HOUR_US).ravel()).cast(hour),
+            "missing_hours": (24 - recent).astype(np.float64).ravel(),
+            "age_hours": np.where(seen, grid[:, None] - newest, np.nan).astype(np.float64).ravel(),
+            "instrument": label([inst.id for inst in instruments]),
+            "venue": label([inst.venue for inst in instruments]),
+            "market": label([inst.market for inst in instruments]),
+            "symbol": label([inst.symbol for inst in instruments]),
+            "fetch_errors": np.zeros(len(grid) * len(instruments)),
+        }
+    )
     return frame.with_columns(
-        (pl.col("open_time") * _HOUR_US).cast(hour),
-        pl.when(pl.col("last_open_time") >= 0).then(pl.col("last_open_time") * _HOUR_US).cast(hour),
+        pl.when(pl.Series(seen.ravel())).then(pl.col("last_open_time")),
         pl.col("age_hours").fill_nan(None),
-    ).sort("open_time", "instrument")
+    )
 
 
 _HOUR_US = 3_600_000_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -75,6 +76,16 @@ def test_luna_crash_fires_market_stress_and_a_hedge_alert(history: Path) -> None
 def test_table_output_lists_events_and_a_summary(history: Path) -> None:
     [out] = backtest(history)
     assert "market-stress" in str(out["text"]) and "per month" in str(out["text"])
+
+
+def test_backtest_loads_no_scheduler_templates_or_delivery(
+    history: Path, modules_after: Any
+) -> None:
+    args = ["--from", "2022-05-01T00:00", "--to", "2022-05-03T00:00", "-d", str(history)]
+    loaded = modules_after("backtest", "-c", str(example_config()), *args)
+    assert "hedgewatch.backtest" in loaded
+    unused = ("prefect", "jinja2", "hedgewatch.outbox.deliver", "hedgewatch.report")
+    assert not {m for m in loaded if m.startswith(unused)}
 
 
 def test_backtest_reads_only(history: Path) -> None:
