@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from hedgewatch.cli.common import OutputFormat, format_rows, plain_table, rich_table
 
-# Printable ASCII with what rich would read as markup or emoji codes if it parsed cells.
-CELLS = st.text(st.sampled_from(" abcXYZ019.:-+_[]/\\()"), max_size=12)
+# What rich would read as markup or emoji codes if it parsed cells, one-column and wide characters.
+CELLS = st.text(st.sampled_from(" abcXYZ019.:-+_[]/\\()≤→é—日\u0301"), max_size=12)
 
 
 @settings(max_examples=150, deadline=None)
@@ -28,11 +28,10 @@ def test_the_plain_table_is_rich_s_table_when_it_draws_one(
     rich = rich_table(columns, cells, width)
     if plain is not None:
         assert plain == rich
-    else:  # only a table wider than the console is left to rich, which wraps it
-        assert (
-            sum(max(len(c) for c in col) + 3 for col in zip(columns, *cells, strict=True)) + 1
-            > width
-        )
+    else:  # left to rich: a table wider than the console, or a wide or combining character
+        wide = sum(max(len(c) for c in col) + 3 for col in zip(columns, *cells, strict=True)) + 1
+        texts = [*columns, *(c for row in cells for c in row)]
+        assert wide > width or any(ch in text for ch in "日\u0301" for text in texts)
 
 
 def test_rich_draws_what_the_plain_table_cannot() -> None:

@@ -194,12 +194,13 @@ def rich_table(columns: list[str], cells: list[list[str]], width: int) -> str:
 
 def plain_table(columns: list[str], cells: list[list[str]], width: int) -> str | None:
     """`rich_table`'s text in one pass over the cells, when nothing needs wrapping or measuring
-    (printable ASCII cells, a table no wider than `width`); None otherwise.
+    (cells of printable characters one column wide each, a table no wider than `width`); None
+    otherwise.
 
     A few hundred rows of events cost rich about a second; this costs milliseconds.
     """
     texts = [columns, *cells]
-    if not columns or not all(c.isascii() and c.isprintable() for row in texts for c in row):
+    if not columns or not all(_one_column_each(c) for row in texts for c in row):
         return None
     widths = [max(len(row[i]) for row in texts) for i in range(len(columns))]
     if sum(widths) + 3 * len(widths) + 1 > width:
@@ -215,6 +216,15 @@ def plain_table(columns: list[str], cells: list[list[str]], width: int) -> str |
     out.extend(line(row, "│") + "│\n" for row in cells)
     out.append(rule("└", "─", "┴", "┘"))
     return "".join(out)
+
+
+def _one_column_each(text: str) -> bool:
+    """Whether every character of `text` takes one terminal column, as rich measures it."""
+    if text.isascii():
+        return text.isprintable()
+    from rich.cells import cell_len
+
+    return text.isprintable() and cell_len(text) == len(text)
 
 
 def _cell(value: Any) -> str:
