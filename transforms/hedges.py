@@ -173,10 +173,10 @@ def _against_normal(frame: pl.DataFrame, normal_hours: int) -> dict[str, npt.NDA
     n_obs = frame["n_obs"].to_numpy().astype(np.float64)
     med, scale = robust_baseline(fisher, hours, normal_hours)
     sampling = 1.0 / np.sqrt(np.maximum(n_obs - 3.0, 1.0))
-    eff_med, _ = robust_baseline(effectiveness, hours, normal_hours)
+    eff_med, _ = robust_baseline(effectiveness, hours, normal_hours, with_scale=False)
     res_med, res_scale = robust_baseline(log_resid, hours, normal_hours)
     position = values(_POSITION_VAR)
-    var_med, _ = robust_baseline(position, hours, normal_hours)
+    var_med, _ = robust_baseline(position, hours, normal_hours, with_scale=False)
     drop = eff_med - effectiveness
     with np.errstate(invalid="ignore", divide="ignore"):
         activity = np.where(var_med > 0, position / var_med, np.nan)

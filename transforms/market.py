@@ -66,13 +66,14 @@ _FLOATS = STRESS_COLUMNS[2:]
 
 
 def robust_baseline(
-    values: FloatArray, hours: IntArray, baseline_hours: int
+    values: FloatArray, hours: IntArray, baseline_hours: int, *, with_scale: bool = True
 ) -> tuple[FloatArray, FloatArray]:
     """(median, MAD scale) for each row: over the `baseline_hours` before its UTC day's start.
 
     `values` and `hours` (whole hours since the epoch, ascending, unique) describe one series;
     hours absent from `hours` count as missing. NaN without BASELINE_COVERAGE of the hours.
     All days at once: each day's window is a row of a sorted (days, baseline_hours) array.
+    `with_scale=False` skips the MAD (the scale is all NaN) for callers that need the median only.
     """
     n = len(values)
     median = np.full(n, np.nan)
@@ -87,7 +88,7 @@ def robust_baseline(
     inside = hours < last_day * DAY
     grid[hours[inside] - origin] = values[inside]
     step = np.lib.stride_tricks.sliding_window_view(grid, baseline_hours)[::DAY]
-    med, mad = _nan_median_mad(step)
+    med, mad = _nan_median_mad(step, with_mad=with_scale)
     need = max(2, math.ceil(BASELINE_COVERAGE * baseline_hours))
     enough = (~np.isnan(step)).sum(axis=1) >= need
     day_of_row = hours // DAY - first_day
@@ -96,8 +97,9 @@ def robust_baseline(
     return median, scale
 
 
-def _nan_median_mad(windows: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Median and median absolute deviation of each row, ignoring NaN (NaN for an empty row)."""
+def _nan_median_mad(windows: FloatArray, *, with_mad: bool = True) -> tuple[FloatArray, FloatArray]:
+    """Median and median absolute deviation of each row, ignoring NaN (NaN for an empty row;
+    the deviation all NaN when `with_mad` is False)."""
 
     def median(rows: FloatArray) -> FloatArray:
         count = (~np.isnan(rows)).sum(axis=1)
@@ -120,6 +122,8 @@ def _nan_median_mad(windows: FloatArray) -> tuple[FloatArray, FloatArray]:
     if windows.shape[0] == 0:
         return np.zeros(0), np.zeros(0)
     med = median(windows)
+    if not with_mad:
+        return med, np.full(len(med), np.nan)
     return med, median(np.abs(windows - med[:, None]))
 
 
