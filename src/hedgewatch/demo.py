@@ -1,11 +1,15 @@
 """The offline demo: the May 2022 LUNA/UST collapse, replayed through the real pipeline.
 
 The replay exchange serves the bundled Binance candles over HTTP on loopback; its clock steps
-through the crash and the real hourly flow runs at each step — fetching with the Binance client,
-loading DuckDB, computing metrics, walking the alert state machines and filling the outbox.
-Each run is a Prefect flow run on a `prefect server` the demo starts on loopback (its database in
-the demo's folder), waits for by polling its health endpoint, and stops at the end — so the demo
-never depends on how fast a temporary server starts (see flows/runtime.py).
+through the crash a day at a time and the hourly run's steps run at each step — fetching with the
+Binance client, loading DuckDB, computing metrics, walking the alert state machines, filling the
+outbox and publishing the read snapshot — as `hedgewatch run` runs them without a Prefect API.
+With `prefect=True` each run is a Prefect flow run instead: on PREFECT_API_URL's server, else on a
+`prefect server` the demo starts on loopback (its database in the demo's folder), waits for by
+polling its health endpoint, and stops at the end — never on a temporary server's start-up race
+(see flows/runtime.py). The default leaves Prefect out because a server the demo stops at its end
+shows the user nothing afterwards, and its start-up alone took a third of a 30-second budget
+(benchmarks/README.md, "The demo").
 """
 
 from __future__ import annotations
@@ -68,12 +72,12 @@ def write_demo_config(workdir: Path, replay_url: str) -> Path:
 
 def run_demo(
     workdir: Path = Path("var/demo"),
-    step_hours: int = 12,
+    step_hours: int = 24,
     echo: Callable[[str], None] = print,
     first_run: datetime = FIRST_RUN,
     last_run: datetime = LAST_RUN,
     api_url: str | None = None,
-    prefect: bool = True,
+    prefect: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Run the demo from scratch in `workdir`; returns the alert timeline rows.
 

@@ -56,14 +56,22 @@ def test_demo_fires_through_the_crash_and_is_repeatable(
 
 
 def test_the_demo_owns_its_prefect_server_and_keeps_its_migrated_database(tmp_path: Path) -> None:
-    """`hedgewatch demo` with no PREFECT_API_URL, as `make demo` runs it (two runs a week apart to
+    """`hedgewatch demo --prefect` with no PREFECT_API_URL (two runs a week apart to
     keep it short): the first demo's server migrates a new database and keeps it as the
     template; the second starts from a copy of it and tells the same story."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     printed = []
     for name in ("first", "second"):
         done = subprocess.run(
-            [HEDGEWATCH, "demo", "--workdir", str(tmp_path / name), "--step-hours", "168"],
+            [
+                HEDGEWATCH,
+                "demo",
+                "--prefect",
+                "--workdir",
+                str(tmp_path / name),
+                "--step-hours",
+                "168",
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -77,6 +85,26 @@ def test_the_demo_owns_its_prefect_server_and_keeps_its_migrated_database(tmp_pa
     timelines = [text[text.index("Alert timeline") : text.index("Stored ")] for text in printed]
     assert timelines[0] == timelines[1]
     assert "FIRING" in timelines[0]
+
+
+def test_the_default_demo_needs_no_prefect_server(tmp_path: Path) -> None:
+    """`make demo` as a fresh machine runs it: no PREFECT_API_URL, and Prefect forbidden to start a
+    temporary server; the runs are the flow's steps as plain functions (a week apart, to keep it
+    short)."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
+    done = subprocess.run(
+        [HEDGEWATCH, "demo", "--workdir", str(tmp_path / "demo"), "--step-hours", "168"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "Prefect server on" not in done.stdout
+    assert "as plain functions" in done.stdout
+    assert "FIRING" in done.stdout[done.stdout.index("Alert timeline") :]
+    assert not (tmp_path / "demo" / "prefect").exists()
 
 
 def test_a_template_is_a_consistent_copy_of_a_database_in_use(tmp_path: Path) -> None:

@@ -286,7 +286,7 @@ def demo(
     workdir: Annotated[
         Path, typer.Option(help="Where the demo keeps its database and outbox.")
     ] = Path("var/demo"),
-    step_hours: Annotated[int, typer.Option(min=1, max=168, help="Hours between runs.")] = 12,
+    step_hours: Annotated[int, typer.Option(min=1, max=168, help="Hours between runs.")] = 24,
     prefect: Annotated[
         bool,
         typer.Option(
@@ -294,12 +294,13 @@ def demo(
             help="Each run a Prefect flow run (on PREFECT_API_URL, else on a server the demo "
             "starts and stops), or the same steps as plain functions.",
         ),
-    ] = True,
+    ] = False,
 ) -> None:
     """Replay the May 2022 LUNA/UST crash through the whole pipeline, offline.
 
-    With --prefect (the default) the demo starts a Prefect server of its own on loopback (its
-    database under WORKDIR), runs every hourly run as a flow run on it and stops it at the end.
+    Each run calls the hourly flow's steps as plain functions, as `hedgewatch run` does without a
+    Prefect API. With --prefect each run is a flow run: on PREFECT_API_URL's server, else on a
+    Prefect server the demo starts on loopback (its database under WORKDIR) and stops at the end.
     """
     from hedgewatch.demo import run_demo
 
