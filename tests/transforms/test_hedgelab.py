@@ -235,8 +235,10 @@ def test_simulator_matches_the_reference_loop(
     (sim,) = run_policies(book, base, hedge, model, [policy], start_at=start)
     ref = reference_run(book, base, hedge, model, policy, start_at=start)
     assert sim.trades.hour.tolist() == ref["trade_hours"]
-    np.testing.assert_allclose(sim.trades.fee, ref["fees"], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(sim.trades.slippage, ref["slippage"], rtol=1e-7, atol=1e-10)
+    # A trade's size is the change of the target ratio, so its fee and slippage carry the
+    # target's rounding (a 2-hour beta is ill-conditioned: 3e-8 relative was seen on a fee).
+    np.testing.assert_allclose(sim.trades.fee, ref["fees"], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(sim.trades.slippage, ref["slippage"], rtol=1e-6, atol=1e-10)
     np.testing.assert_allclose(sim.hedged_pnl, ref["hedged"], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(sim.unhedged_pnl, ref["unhedged"], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(sim.ratio, ref["ratio"], rtol=1e-9, atol=1e-12)
