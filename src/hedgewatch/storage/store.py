@@ -637,8 +637,10 @@ class Store:
     ) -> pl.DataFrame:
         """Closes (instrument, open_time, close) of the given instruments from `since` on
         (through `until`, when given)."""
-        with self.staged(instruments_staged=instruments):
-            return self.query("candles_for_metrics", {"since": since, "until": until})
+        params: dict[str, Any] = {"since": since, "until": until}
+        for column in ("instrument", "venue", "market", "symbol", "interval"):
+            params[column] = instruments.get_column(column).to_list()
+        return self.query("candles_for_metrics", params)
 
     def replace_metrics(
         self,
