@@ -147,12 +147,15 @@ def test_ctrl_c_interrupts_a_running_query(folder: Path) -> None:
 
     con = open_locked(folder / "v.duckdb", timeout_s=5)
 
-    # Another test's query thread may still be winding down: wait for this query's own.
-    before = {t.ident for t in threading.enumerate() if t.name == "hedgewatch-query"}
+    # Another test's query thread may still be winding down: wait for this query's own. Threads
+    # are told apart as objects (held here), never by ident: a new thread may reuse a dead one's.
+    before = [t for t in threading.enumerate() if t.name == "hedgewatch-query"]
 
     def press_ctrl_c() -> None:
-        while not any(
-            t.name == "hedgewatch-query" and t.ident not in before for t in threading.enumerate()
+        deadline = time.monotonic() + 600  # never hang the suite: fail instead
+        while time.monotonic() < deadline and not any(
+            t.name == "hedgewatch-query" and all(t is not old for old in before)
+            for t in threading.enumerate()
         ):
             time.sleep(0.01)
         _thread.interrupt_main()
