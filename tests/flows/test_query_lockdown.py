@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import hashlib
 import shutil
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -150,19 +151,31 @@ def test_ctrl_c_interrupts_a_running_query(folder: Path) -> None:
     # Another test's query thread may still be winding down: wait for this query's own. Threads
     # are told apart as objects (held here), never by ident: a new thread may reuse a dead one's.
     before = [t for t in threading.enumerate() if t.name == "hedgewatch-query"]
+    pressed, finished = threading.Event(), threading.Event()
 
     def press_ctrl_c() -> None:
-        deadline = time.monotonic() + 600  # never hang the suite: fail instead
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not any(
             t.name == "hedgewatch-query" and all(t is not old for old in before)
             for t in threading.enumerate()
         ):
             time.sleep(0.01)
         _thread.interrupt_main()
+        pressed.set()
+        # Never hang the suite: if Ctrl-C did not stop the query, stop it here (the test fails).
+        if not finished.wait(120):
+            while not finished.wait(0.1):
+                con.interrupt()
 
+    # Ctrl-C as a user's shell sends it: Python's own handler (an earlier test in this process
+    # may have left another one installed, which interrupt_main would call instead).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     try:
         with pytest.raises(QueryInterrupted):
             run_locked(con, ENDLESS, timeout_s=None)
+        assert pressed.is_set()
     finally:
+        finished.set()
+        signal.signal(signal.SIGINT, previous)
         con.close()
