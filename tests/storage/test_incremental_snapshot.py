@@ -1,10 +1,11 @@
 """The read snapshot is published incrementally and stays equal to the writer's state.
 
-Each publication writes a new generation of Parquet partitions (month, or day in a table's newest
-month) and a views file over it. Only partitions that writes touched are rewritten; the rest are
-hard links to the previous generation's files. Whatever the writes were (upserts, a backfill of
-old months, metric replacements, raw SQL that bypasses the marks, a migration adding a column),
-a fresh reader sees exactly the writer's rows.
+Each publication writes a new generation: a manifest of Parquet partitions (month, or day in a
+table's newest month) and a views file over them. Only partitions that writes touched are written,
+into the generation's own folder; the manifest names the earlier generations' files for the rest.
+Whatever the writes were (upserts, a backfill of old months, metric replacements, raw SQL that
+bypasses the marks, a migration adding a column), a fresh reader sees exactly the writer's rows,
+and a file goes only once no kept generation names it.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def test_the_snapshot_follows_every_kind_of_write(tmp_path: Path) -> None:
         assert_snapshot_equals_writer(database)
 
 
-def test_a_publication_rewrites_only_touched_partitions_and_links_the_rest(
+def test_a_publication_writes_only_touched_partitions_and_names_the_rest_again(
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "hw.duckdb"
@@ -158,13 +159,12 @@ def test_a_publication_rewrites_only_touched_partitions_and_links_the_rest(
     assert second["2024-02-01"]["rows"] == first["2024-02-01"]["rows"] + 2
     assert published.written == 1  # the one day; the other tables had no change
     root = data_dir(database)
-    old = root / f"g{published.generation - 1:06d}"
     new = root / f"g{published.generation:06d}"
     for key in ("2023-12", "2024-01"):
-        (rel,) = second[key]["files"]
-        assert (new / rel).stat().st_ino == (old / rel).stat().st_ino  # a link, not a copy
+        assert second[key]["files"] == first[key]["files"]  # the first generation's files
     (rel,) = second["2024-02-01"]["files"]
-    assert (new / rel).stat().st_ino != (old / first["2024-02-01"]["files"][0]).stat().st_ino
+    assert (root / rel).parent == new / "candles"  # the one file this generation wrote
+    assert sorted(p.name for p in (new / "candles").iterdir()) == ["2024-02-01.parquet"]
 
     # A new month: the finished month's days become one month partition.
     with Store.open(database) as store:
@@ -199,6 +199,53 @@ def test_old_generations_go_once_superseded_past_the_retention(tmp_path: Path) -
         store.upsert_candles(candles(range(5, 6)))
         publish(store.con, database, keep=2, retention=timedelta(0))
     assert sorted(p.name for p in root.iterdir()) == ["g000005", "g000006"]
+    assert_snapshot_equals_writer(database)
+
+
+def test_a_retired_generation_keeps_only_the_files_newer_ones_still_name(tmp_path: Path) -> None:
+    database = tmp_path / "hw.duckdb"
+    with Store.open(database) as store:
+        store.upsert_candles(candles(range(-24 * 40, 1)))  # Dec 21 .. Jan 30: Dec as a month
+    root = data_dir(database)
+    for step in range(1, 4):  # runs that touch only Jan 30; nothing kept but the newest
+        with Store.open(database, publish=False) as store:
+            store.upsert_candles(candles(range(step, step + 1)))
+            publish(store.con, database, keep=1, retention=timedelta(0))
+    assert sorted(p.name for p in root.iterdir()) == ["g000001", "g000004"]
+    first = root / "g000001"
+    left = sorted(p.relative_to(first).as_posix() for p in first.rglob("*.parquet"))
+    # December and January's first 29 days are still named by g000004; its Jan 30 went.
+    assert left == ["candles/2023-12.parquet"] + [
+        f"candles/2024-01-{day:02d}.parquet" for day in range(1, 30)
+    ]
+    assert not (first / "manifest.json").exists()
+    assert_snapshot_equals_writer(database)
+
+    with Store.open(database, publish=False) as store:  # a revision in December
+        store.upsert_candles(candles(range(-24 * 35, -24 * 35 + 1), close=7.0))
+        publish(store.con, database, keep=1, retention=timedelta(0))
+    assert sorted(p.name for p in root.iterdir()) == ["g000001", "g000004", "g000005"]
+    assert not (first / "candles" / "2023-12.parquet").exists()  # g000005 wrote December anew
+    assert not (root / "g000004" / "manifest.json").exists()  # retired, its Jan 30 still named
+    assert_snapshot_equals_writer(database)
+
+
+def test_a_snapshot_of_the_older_layout_is_published_whole_then_retired(tmp_path: Path) -> None:
+    """A manifest without the layout mark named files relative to its own folder: the next
+    publication writes every partition afresh, and the old folder goes once retired."""
+    database = tmp_path / "hw.duckdb"
+    with Store.open(database) as store:
+        store.upsert_candles(candles(range(-24 * 40, 1)))
+    root = data_dir(database)
+    old = root / "g000001" / "manifest.json"
+    legacy = json.loads(old.read_text())
+    del legacy["layout"]
+    old.write_text(json.dumps(legacy))
+    with Store.open(database, publish=False) as store:
+        store.upsert_candles(candles(range(1, 2)))
+        published = publish(store.con, database, keep=1, retention=timedelta(0))
+    assert (published.written, published.kept) == (31, 0)  # December and 30 days, all anew
+    assert sorted(p.name for p in root.iterdir()) == ["g000002"]
     assert_snapshot_equals_writer(database)
 
 

@@ -65,8 +65,8 @@ def open_locked(
         locks = list(_LOCKS)
         folder = allowed_directory(con)
         if folder is not None:
-            # The snapshot's large tables are views over its generation's Parquet files: that
-            # one folder stays readable, nothing else does.
+            # The snapshot's large tables are views over the Parquet files in its data folder:
+            # that one folder stays readable, nothing else does.
             escaped = (folder.rstrip("/") + "/").replace("'", "''")
             locks.insert(1, f"SET allowed_directories = ['{escaped}']")
     try:

@@ -1,18 +1,21 @@
 """The read snapshot, published incrementally: immutable Parquet partitions and a small views file.
 
 Readers never open the writer's DuckDB file. After each writing command the writer publishes a
-*generation*: a folder `<name>.read/g000042/` holding every large table as Parquet partitions
-(one file per month, and per day in the table's newest month, where the hourly run writes), and
-a small DuckDB file `<name>.read.duckdb` with one view per large table over that generation's
-files, a copy of the small tables (alert state, runs, the outbox, ...) and the public views.
+*generation*: every large table as Parquet partitions (one file per month, and per day in the
+table's newest month, where the hourly run writes), listed in the generation's manifest
+`<name>.read/g000042/manifest.json`, and a small DuckDB file `<name>.read.duckdb` with one view
+per large table over those files, a copy of the small tables (alert state, runs, the outbox, ...)
+and the public views.
 
-A publication rewrites only the partitions that writes touched since the previous one: every
-write of a partitioned table records the time range it touched (`snapshot_dirty`) in its own
-transaction. Unchanged partitions are hard links to the previous generation's files (no copy).
-The new views file is built under a temporary name and swapped in with `os.replace`, so a new
-connection sees the newest whole state and a connection held open keeps the generation it
-opened: files are never changed in place, and a generation is removed only once it is not among
-the newest `KEEP_GENERATIONS` and was superseded more than `RETENTION` ago.
+A publication writes only the partitions that writes touched since the previous one, into its own
+folder (`g000042/candles/2026-11-30.parquet`): every write of a partitioned table records the
+time range it touched (`snapshot_dirty`) in its own transaction. Its manifest names the previous
+generation's files for every other partition, wherever an earlier generation wrote them: nothing
+is copied or linked, so a publication's file work is the partitions it writes. The new views file
+is built under a temporary name and swapped in with `os.replace`, so a new connection sees the
+newest whole state and a connection held open keeps the generation it opened: files are never
+changed in place, and a file is removed only once no kept generation names it. A generation is
+kept while it is among the newest `KEEP_GENERATIONS` or was superseded less than `RETENTION` ago.
 
 A write that bypasses the marks (raw SQL on the writer's file) is caught when a table's row count
 differs from its partitions' sum: that table is then published whole.
@@ -20,6 +23,8 @@ differs from its partitions' sum: that table is then published whole.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import shutil
@@ -47,6 +52,7 @@ BOOKKEEPING = frozenset({"snapshot_dirty", "snapshot_published"})
 KEEP_GENERATIONS = 3
 RETENTION = timedelta(hours=1)
 _MANIFEST = "manifest.json"
+_LAYOUT = 2  # manifests name files relative to the data folder (1: to their generation's folder)
 _VIEWS_BLOCK_SIZE = 16384  # the smallest DuckDB allows
 _PART = "hw_part"
 
@@ -78,12 +84,17 @@ def key_of(t: datetime, boundary: datetime) -> str:
     return f"{t:%Y-%m-%d}" if t >= boundary else f"{t:%Y-%m}"
 
 
+@functools.lru_cache(maxsize=4096)
 def span_of(key: str) -> tuple[datetime, datetime]:
-    """[start, end) of a partition key."""
+    """[start, end) of a partition key. Cached: a publication asks for every partition of every
+    table several times, and `strptime` made that a tenth of its cost."""
+    if len(key) not in (7, 10) or key[4] != "-" or (len(key) == 10 and key[7] != "-"):
+        raise ValueError(f"not a partition key: {key!r}")
+    year, month = int(key[:4]), int(key[5:7])
     if len(key) == 7:
-        start = datetime.strptime(key, "%Y-%m").replace(tzinfo=UTC)
+        start = datetime(year, month, 1, tzinfo=UTC)
         return start, _next_month(start)
-    start = datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=UTC)
+    start = datetime(year, month, int(key[8:10]), tzinfo=UTC)
     return start, start + timedelta(days=1)
 
 
@@ -183,12 +194,12 @@ def _string(text: str) -> str:
 
 @dataclass(frozen=True)
 class Published:
-    """What one publication did: the generation, and partitions written and linked."""
+    """What one publication did: the generation, and partitions written and kept as they were."""
 
     generation: int
     views: Path
     written: int
-    linked: int
+    kept: int
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> dict[str, list[list[str]]]:
@@ -227,14 +238,19 @@ def _load_manifest(root: Path, generation: int | None) -> dict[str, Any] | None:
         manifest: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if manifest.get("layout") != _LAYOUT:
+        return None  # written by an older version: the next publication is whole
     return manifest
 
 
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a file system without hard links: a copy is slower, never wrong
-        shutil.copy2(source, target)
+def _files_of(manifest: dict[str, Any]) -> set[str]:
+    """Every file a manifest names, relative to the data folder."""
+    return {
+        rel
+        for table in manifest["tables"].values()
+        for part in table["parts"].values()
+        for rel in part["files"]
+    }
 
 
 def _publish_table(
@@ -246,15 +262,16 @@ def _publish_table(
     previous: dict[str, Any] | None,
     marks: list[tuple[datetime, datetime | None]],
     work: Path,
-    previous_dir: Path | None,
+    generation: str,
 ) -> tuple[dict[str, Any], int, int]:
-    """Publish one table into `work`: (its manifest entry, partitions written, linked)."""
+    """Write one table's changed partitions into `work` (the folder that becomes `generation`):
+    (its manifest entry, partitions written, partitions kept from the previous generation)."""
     top, total = extent
     if top is None or total == 0:
         return {"schema": schema, "parts": {}}, 0, 0
     boundary = _month_start(top)
     old: dict[str, Any] = {}
-    whole = previous is None or previous_dir is None or previous.get("schema") != schema
+    whole = previous is None or previous.get("schema") != schema
     if not whole:
         assert previous is not None
         old = previous["parts"]
@@ -283,20 +300,19 @@ def _publish_table(
                     " (FORMAT parquet, COMPRESSION zstd)"
                 ).fetchall()
                 if rows:
-                    parts[key] = {"files": [f"{table}/{file.name}"], "rows": int(rows)}
+                    parts[key] = {"files": [f"{generation}/{table}/{file.name}"], "rows": int(rows)}
                 else:
                     file.unlink()
         else:
-            parts.update(_write_partitioned(con, table, column, dirty, boundary, work))
-    assert previous_dir is not None or not kept
-    for key, entry in kept.items():
-        for rel in entry["files"]:
-            _link(previous_dir / rel, work / rel)
-        parts[key] = entry
+            written = _write_partitioned(con, table, column, dirty, boundary, work)
+            for key, entry in written.items():
+                entry["files"] = [f"{generation}/{rel}" for rel in entry["files"]]
+                parts[key] = entry
+    parts.update(kept)  # the previous generation's files, named again
     if sum(e["rows"] for e in parts.values()) != total and not whole:
         # Rows written without a mark (raw SQL on the writer's file): publish the table whole.
         shutil.rmtree(folder)
-        return _publish_table(con, table, column, schema, extent, None, [], work, None)
+        return _publish_table(con, table, column, schema, extent, None, [], work, generation)
     entry = {"schema": schema, "top": top.isoformat(), "parts": parts}
     return entry, len(parts) - len(kept), len(kept)
 
@@ -304,13 +320,13 @@ def _publish_table(
 def _build_views(
     con: duckdb.DuckDBPyConnection,
     target: Path,
-    gen_dir: Path,
+    root: Path,
     manifest: dict[str, Any],
     published_at: datetime,
     tables: list[str],
 ) -> None:
-    """Write the views file for generation `gen_dir` to `target` (a new, temporary file), in one
-    transaction (one commit for the whole file)."""
+    """Write the views file for `manifest` (files under `root`) to `target` (a new, temporary
+    file), in one transaction (one commit for the whole file)."""
     source = con.execute("SELECT current_database()").fetchall()[0][0]
     snap = "hedgewatch_snapshot.main."
     script = [f"COPY FROM DATABASE {_quote(source)} TO hedgewatch_snapshot (SCHEMA)"]
@@ -320,7 +336,7 @@ def _build_views(
             if table not in BOOKKEEPING:
                 script.append(f"INSERT INTO {snap}{_quote(table)} SELECT * FROM {_quote(table)}")
             continue
-        files = [str(gen_dir / rel) for p in entry["parts"].values() for rel in p["files"]]
+        files = [os.path.join(root, rel) for p in entry["parts"].values() for rel in p["files"]]
         if not files:
             continue  # the empty table the schema copy made
         listed = ", ".join(_string(f) for f in sorted(files))
@@ -334,7 +350,7 @@ def _build_views(
         )
     script.append(
         f"INSERT INTO {snap}snapshot_published VALUES ({int(manifest['generation'])},"
-        f" {_literal(published_at)}, {_string(str(gen_dir))})"
+        f" {_literal(published_at)}, {_string(str(root))})"
     )
     # Small blocks: the file holds a few small tables and the views, and every table takes at
     # least a block, so DuckDB's default 256 KB blocks would write a 4 MB file for 150 KB of rows.
@@ -354,18 +370,61 @@ def _build_views(
         con.execute("DETACH hedgewatch_snapshot").fetchall()
 
 
-def _prune(root: Path, current: int, keep: int, retention: timedelta) -> None:
-    """Remove generations not among the newest `keep` and superseded more than `retention` ago."""
+def _named_by(root: Path, generation: int) -> set[str] | None:
+    """The files generation `generation` names, relative to `root` (None: its manifest is
+    unreadable). A manifest of the older layout names only files in its own folder: an empty set
+    here, since only a retired generation's folder loses files."""
+    try:
+        manifest = json.loads((_gen_dir(root, generation) / _MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set()  # retired by an earlier publication
+    except (OSError, ValueError):
+        return None
+    return _files_of(manifest) if manifest.get("layout") == _LAYOUT else set()
+
+
+def _prune(
+    root: Path, current: int, manifest: dict[str, Any], keep: int, retention: timedelta
+) -> None:
+    """Retire the generations not among the newest `keep` and superseded more than `retention`
+    ago, and remove every file of a retired generation that no kept generation names (its folder
+    stays while a newer generation still names one of its files)."""
     generations = [g for g in _generations(root) if g <= current]
     horizon = time.time() - retention.total_seconds()
-    # Each candidate with the generation that superseded it (the one after it).
-    for older, newer in zip(generations[:-keep], generations[1:], strict=False):  # noqa: RUF007
-        try:
-            superseded = (_gen_dir(root, newer) / _MANIFEST).stat().st_mtime
-        except OSError:
-            continue
-        if superseded < horizon:
-            shutil.rmtree(_gen_dir(root, older), ignore_errors=True)
+    retired: list[int] = []
+    kept: list[int] = []
+    for i, older in enumerate(generations):
+        manifest_file = _gen_dir(root, older) / _MANIFEST
+        if i >= len(generations) - keep:
+            kept.append(older)
+        elif not manifest_file.exists():
+            retired.append(older)  # retired earlier; some of its files were still named
+        else:
+            try:  # superseded when the generation after it was published
+                superseded = (_gen_dir(root, generations[i + 1]) / _MANIFEST).stat().st_mtime
+            except OSError:
+                superseded = 0.0  # the one after it was retired: long superseded
+            (kept if superseded >= horizon else retired).append(older)
+    if not retired:
+        return
+    named = _files_of(manifest)
+    for generation in kept:
+        if generation != current:
+            other = _named_by(root, generation)
+            if other is None:  # unreadable: keep every file rather than guess
+                return
+            named |= other
+    for generation in retired:
+        folder = _gen_dir(root, generation)
+        (folder / _MANIFEST).unlink(missing_ok=True)
+        for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+            if path.is_dir():
+                with contextlib.suppress(OSError):  # not empty: a file is still named
+                    path.rmdir()
+            elif path.relative_to(root).as_posix() not in named:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _extent_sql(table: str, previous: dict[str, Any] | None) -> str:
@@ -401,8 +460,8 @@ def publish(
 
     previous_gen = con.execute("SELECT max(generation) FROM snapshot_published").fetchall()[0][0]
     previous = _load_manifest(root, previous_gen)
-    previous_dir = _gen_dir(root, previous_gen) if previous is not None else None
     generation = max([*_generations(root), previous_gen or 0]) + 1
+    gen_dir = _gen_dir(root, generation)
     marks: dict[str, list[tuple[datetime, datetime | None]]] = {}
     for table, since, until in con.execute(
         "SELECT table_name, since, until FROM snapshot_dirty"
@@ -411,8 +470,8 @@ def publish(
 
     work = root / f".g{generation:06d}.tmp"
     work.mkdir()
-    manifest: dict[str, Any] = {"generation": generation, "tables": {}}
-    written = linked = 0
+    manifest: dict[str, Any] = {"layout": _LAYOUT, "generation": generation, "tables": {}}
+    written = kept = 0
     schemas = _columns(con)
     tables = [t for t in PARTITIONED if t in schemas]
     # Each table's newest row time and row count, in one statement. The newest time only sets
@@ -432,17 +491,16 @@ def publish(
             before,
             marks.get(table, []),
             work,
-            previous_dir,
+            gen_dir.name,
         )
         manifest["tables"][table] = entry
-        written, linked = written + w, linked + n
+        written, kept = written + w, kept + n
     (work / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    gen_dir = _gen_dir(root, generation)
     os.rename(work, gen_dir)
 
     published_at = datetime.now(UTC)
     tmp = views.with_name(f".{views.name}.{os.getpid()}.tmp")
-    _build_views(con, tmp, gen_dir, manifest, published_at, list(schemas))
+    _build_views(con, tmp, root, manifest, published_at, list(schemas))
     os.replace(tmp, views)
     # The marks are cleared only once the generation is in place: a publication that dies
     # before this point is redone whole from the previous generation by the next one.
@@ -452,18 +510,19 @@ def publish(
         con.execute("DELETE FROM snapshot_published").fetchall()
         con.execute(
             "INSERT INTO snapshot_published VALUES ($g, $at, $path)",
-            {"g": generation, "at": published_at, "path": str(gen_dir)},
+            {"g": generation, "at": published_at, "path": str(root)},
         ).fetchall()
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    _prune(root, generation, max(keep, 1), retention)
-    return Published(generation, views, written, linked)
+    _prune(root, generation, manifest, max(keep, 1), retention)
+    return Published(generation, views, written, kept)
 
 
 def allowed_directory(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The generation folder a views file reads (None: a plain database, no Parquet)."""
+    """The folder of Parquet files a views file reads (None: a plain database, no Parquet).
+    Stores published before the shared folder name their generation's folder, inside it."""
     try:
         rows = con.execute("SELECT data_path FROM snapshot_published").fetchall()
     except duckdb.Error:
