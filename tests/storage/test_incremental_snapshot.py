@@ -305,3 +305,17 @@ def test_every_partitioned_table_exists_in_the_store(tmp_path: Path, table: str)
             "SELECT column_name FROM duckdb_columns() WHERE table_name = $t", {"t": table}
         ).fetchall()
     assert (PARTITIONED[table],) in columns
+
+
+def test_the_writer_connection_draws_no_progress_bar(tmp_path: Path) -> None:
+    """DuckDB draws a bar on stdout for a statement over 2 s (a whole publication of a big
+    store, a recompute): into the worker's log and under the CLI's own output. The store turns
+    it off on every connection it opens (setting `progress_bar_time` would turn it back on, so
+    this checks the setting rather than a two-second publication)."""
+    database = tmp_path / "hw.duckdb"
+    with Store.open(database) as store:
+        store.upsert_candles(candles(range(3)))
+        setting = "SELECT current_setting('enable_progress_bar')"
+        assert store.con.execute(setting).fetchall() == [(False,)]
+    with Store.open(database, read_only=True) as reader:
+        assert reader.con.execute(setting).fetchall() == [(False,)]

@@ -146,6 +146,9 @@ def connect(
             delay = min(delay * 2, 1.0)
             continue
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a bar on stdout for a statement over 2 s (a whole publication, a
+        # recompute): it would land in the worker's log and under the CLI's own output.
+        con.execute("SET enable_progress_bar = false")
         return con
 
 
