@@ -11,6 +11,7 @@ and a file goes only once no kept generation names it.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -246,6 +247,48 @@ def test_a_snapshot_of_the_older_layout_is_published_whole_then_retired(tmp_path
         published = publish(store.con, database, keep=1, retention=timedelta(0))
     assert (published.written, published.kept) == (31, 0)  # December and 30 days, all anew
     assert sorted(p.name for p in root.iterdir()) == ["g000002"]
+    assert_snapshot_equals_writer(database)
+
+
+def test_publications_that_died_before_the_swap_never_cost_a_reader_its_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs die building the views file, hours pass, a third publishes: the generation
+    readers still have open stays among those kept (the dead folders, which nobody opened, count
+    for nothing and go), and a reader holding it reads on."""
+    from hedgewatch.storage import snapshot
+
+    database = tmp_path / "hw.duckdb"
+    root = data_dir(database)
+    for step in range(2):  # g1, g2: g2 is what readers open
+        with Store.open(database) as store:
+            store.upsert_candles(candles(range(step, step + 1)))
+
+    def age(hours: float) -> None:
+        for manifest_file in root.glob("g*/manifest.json"):
+            then = manifest_file.stat().st_mtime - hours * 3600
+            os.utime(manifest_file, (then, then))
+
+    age(5)
+    held = duckdb.connect()
+    held.execute(f"ATTACH '{snapshot_path(database)}' AS snap (READ_ONLY)")
+    assert held.execute("SELECT count(*) FROM snap.candles").fetchall() == [(2,)]
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    real = snapshot._build_views
+    monkeypatch.setattr(snapshot, "_build_views", dies)
+    for step in (2, 3):  # g3, g4 die before their views file is swapped in
+        with pytest.raises(OSError), Store.open(database) as store:
+            store.upsert_candles(candles(range(step, step + 1)))
+    age(2)
+    monkeypatch.setattr(snapshot, "_build_views", real)
+    with Store.open(database) as store:  # g5
+        store.upsert_candles(candles(range(4, 5)))
+    assert sorted(p.name for p in root.iterdir()) == ["g000001", "g000002", "g000005"]
+    assert held.execute("SELECT count(*) FROM snap.candles").fetchall() == [(2,)]
+    held.close()
     assert_snapshot_equals_writer(database)
 
 

@@ -397,24 +397,31 @@ def _prune(
     root: Path, current: int, manifest: dict[str, Any], keep: int, retention: timedelta
 ) -> None:
     """Retire the generations not among the newest `keep` and superseded more than `retention`
-    ago, and remove every file of a retired generation that no kept generation names (its folder
-    stays while a newer generation still names one of its files)."""
-    generations = [g for g in _generations(root) if g <= current]
-    horizon = time.time() - retention.total_seconds()
+    ago, and remove every file of a retired folder that no kept generation names (the folder
+    stays while a newer generation still names one of its files).
+
+    Only folders with a manifest count: a folder without one is a publication that died before
+    its views file was swapped in (nobody opened it), or a generation retired earlier. A
+    generation was superseded when the next one with a manifest wrote it."""
+    folders = [g for g in _generations(root) if g <= current]
+    published: list[tuple[int, float]] = []  # (generation, when its manifest was written)
     retired: list[int] = []
+    for generation in folders:
+        try:
+            written = (_gen_dir(root, generation) / _MANIFEST).stat().st_mtime
+        except FileNotFoundError:
+            if generation != current:
+                retired.append(generation)
+            continue
+        published.append((generation, written))
+    horizon = time.time() - retention.total_seconds()
     kept: list[int] = []
-    for i, older in enumerate(generations):
-        manifest_file = _gen_dir(root, older) / _MANIFEST
-        if i >= len(generations) - keep:
-            kept.append(older)
-        elif not manifest_file.exists():
-            retired.append(older)  # retired earlier; some of its files were still named
+    for i, (generation, _) in enumerate(published):
+        newest = i >= len(published) - keep or generation == current
+        if newest or published[i + 1][1] >= horizon:
+            kept.append(generation)
         else:
-            try:  # superseded when the generation after it was published
-                superseded = (_gen_dir(root, generations[i + 1]) / _MANIFEST).stat().st_mtime
-            except OSError:
-                superseded = 0.0  # the one after it was retired: long superseded
-            (kept if superseded >= horizon else retired).append(older)
+            retired.append(generation)
     if not retired:
         return
     named = _files_of(manifest)
@@ -424,9 +431,12 @@ def _prune(
             if other is None:  # unreadable: keep every file rather than guess
                 return
             named |= other
+    # Every retired manifest goes first: one that outlived some of its files (a pruning that
+    # died half way) could otherwise be read as a whole generation.
+    for generation in retired:
+        (_gen_dir(root, generation) / _MANIFEST).unlink(missing_ok=True)
     for generation in retired:
         folder = _gen_dir(root, generation)
-        (folder / _MANIFEST).unlink(missing_ok=True)
         for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
             if path.is_dir():
                 with contextlib.suppress(OSError):  # not empty: a file is still named
@@ -506,12 +516,14 @@ def publish(
         )
         manifest["tables"][table] = entry
         written, kept = written + w, kept + n
-    (work / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     os.rename(work, gen_dir)
 
     published_at = datetime.now(UTC)
     tmp = views.with_name(f".{views.name}.{os.getpid()}.tmp")
     _build_views(con, tmp, root, manifest, published_at, list(schemas))
+    # The manifest goes in last, just before the swap: a folder without one is a publication
+    # that died before any reader could open it, and its time is when it superseded the last.
+    (gen_dir / _MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     os.replace(tmp, views)
     # The marks are cleared only once the generation is in place: a publication that dies
     # before this point is redone whole from the previous generation by the next one.
