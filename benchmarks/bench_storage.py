@@ -1,6 +1,7 @@
 """Storage benchmark: whole history, readers beside the writer, and the DuckLake scale-out mode.
 
-    .venv/bin/python benchmarks/bench_storage.py [--part all|backfill|recompute|readers|lake]
+    .venv/bin/python benchmarks/bench_storage.py [--part all|backfill|recompute|readers|
+                                                  publication|lake]
 
 backfill   `run_backfill` 2022-01-01..2022-05-01 for the demo instruments from the replay exchange
            (real candles from ../shared/data), then one run's compute step: the metric tables'
@@ -12,6 +13,8 @@ readers    a run-sized write (one new hour for 20 instruments, the metrics it ch
            with and without a reader holding a connection on the read snapshot; wall and CPU
            time; and a reader holding the writer's own file, as readers did before (runs that
            failed on the lock).
+publication  run-sized writes as in `readers`, each publishing, with the publication's steps
+           timed: the views file, the changed partitions, the catalog read, pruning, the rest.
 lake       3 worker processes x 5 rounds, each loading its own venue (20 symbols x 720 hours a
            round) into one DuckLake with a PostgreSQL catalog started here: rows lost/duplicated,
            per-worker throughput, commit conflicts retried.
@@ -252,6 +255,66 @@ def bench_readers(workdir: Path, runs: int = 8) -> dict[str, Any]:
     }
 
 
+def bench_publication(workdir: Path, runs: int = 10) -> dict[str, Any]:
+    """Where a run's publication goes: run-sized writes as in `readers`, each publishing, with
+    the snapshot module's steps timed (mean seconds per run)."""
+    from hedgewatch.storage import snapshot
+
+    _, settings = imported_history(workdir)
+    database = settings.storage.database
+    with Store.open(database, publish=False) as store:
+        pipeline.compute(store, settings, pipeline.dirty_since(store, settings))
+        last = store.last_candle_hour()
+        assert last is not None
+        tail = store.candles_between(last - 23 * H, last)
+    with Store.open(database):  # the first publication: every partition
+        pass
+    spent: dict[str, float] = {}
+    steps = {
+        "views_file": "_build_views",
+        "partitions": "_publish_table",
+        "catalog": "_columns",
+        "pruning": "_prune",
+        "publication": "publish",
+    }
+    originals = {name: getattr(snapshot, name) for name in steps.values()}
+
+    def timed(label: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            clock = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - clock
+
+        return wrapper
+
+    for label, name in steps.items():
+        setattr(snapshot, name, timed(label, originals[name]))
+    hour, total = last, 0.0
+    try:
+        for i in range(runs + 1):
+            hour += H
+            fresh = tail.filter(pl.col("open_time") == tail["open_time"].max()).with_columns(
+                pl.lit(hour).cast(pl.Datetime("us", "UTC")).alias("open_time")
+            )
+            if i == 0:  # warm: the first run of a process pays one-off imports
+                spent.clear()
+            clock = time.perf_counter()
+            with Store.open(database, timeout_s=2) as store:
+                pipeline.load(store, [VenueFetch("binance", None, candles=fresh)], "bench")
+                pipeline.compute(store, settings, pipeline.dirty_since(store, settings))
+            if i > 0:
+                total += time.perf_counter() - clock
+    finally:
+        for name, function in originals.items():
+            setattr(snapshot, name, function)
+    mean = {label: round(spent.get(label, 0.0) / runs, 4) for label in steps}
+    parts = ("views_file", "partitions", "catalog", "pruning")
+    mean["other"] = round(mean["publication"] - sum(mean[p] for p in parts), 4)
+    return {"runs": runs, "run_s_mean": round(total / runs, 3), "publication_s_mean": mean}
+
+
 LAKE_WORKER = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
@@ -344,6 +407,7 @@ def main() -> None:
         "backfill": bench_backfill,
         "recompute": bench_recompute,
         "readers": bench_readers,
+        "publication": bench_publication,
         "lake": bench_lake,
     }
     chosen = list(parts) if args.part == "all" else [args.part]
